@@ -1,0 +1,3 @@
+fn main() {
+    println!("shmbus demo: coming with the CLI issue");
+}

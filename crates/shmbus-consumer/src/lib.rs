@@ -1,0 +1,391 @@
+//! The subscribing side of shmbus: [`Subscriber`] attaches to a bus by name
+//! and receives every message published after it attached (or, from
+//! [`StartAt::Oldest`], everything the ring still holds), in the one total
+//! order all subscribers share.
+//!
+//! Most users reach this through the `shmbus` crate, which re-exports it.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
+
+use std::fmt;
+use std::ops::Deref;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use shmbus_core::{Bus, Consumer, PeerKind, Poll};
+pub use shmbus_core::{BusConfig, Error, HeaderInfo, Overflow, StartAt, WaitStrategy};
+
+/// Why no message was received.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmbus_consumer::{BusConfig, RecvError, StartAt, Subscriber};
+/// use std::time::Duration;
+/// let dir = tempfile::tempdir()?;
+/// let cfg = BusConfig::default().dir(dir.path());
+/// let mut sub = Subscriber::open_or_create("quiet", &cfg, StartAt::Latest)?;
+/// let err = sub.recv_timeout(Duration::from_millis(1)).unwrap_err();
+/// assert!(matches!(err, RecvError::Timeout));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Nothing arrived before the timeout.
+    Timeout,
+    /// Overwrite mode: publishers overran this subscriber, which lost exactly
+    /// `lost` messages. The next receive returns the oldest intact message.
+    Lagged {
+        /// Messages lost.
+        lost: u64,
+    },
+    /// `recv_pod`: the message's length is not the size of the type.
+    WrongSize {
+        /// Size of the type.
+        expected: usize,
+        /// Length of the message.
+        found: usize,
+    },
+    /// `recv_serde`: the message could not be decoded as the type.
+    Decode(String),
+    /// The bus file is damaged or could not be used.
+    Bus(Error),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Timeout => f.write_str("timed out waiting for a message"),
+            RecvError::Lagged { lost } => {
+                write!(f, "subscriber was overrun and lost {lost} messages; continuing with the oldest intact one")
+            }
+            RecvError::WrongSize { expected, found } => {
+                write!(f, "message of {found} bytes does not match the {expected}-byte type")
+            }
+            RecvError::Decode(e) => write!(f, "could not decode the message: {e}"),
+            RecvError::Bus(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RecvError::Bus(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for RecvError {
+    fn from(e: Error) -> Self {
+        RecvError::Bus(e)
+    }
+}
+
+/// A received message: owns its bytes and derefs to `[u8]`.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+/// # let dir = tempfile::tempdir()?;
+/// # let cfg = BusConfig::default().dir(dir.path());
+/// # let mut sub = Subscriber::open_or_create("m", &cfg, StartAt::Latest)?;
+/// # let mut publ = shmbus_producer::Publisher::open_or_create("m", &cfg)?;
+/// # publ.send(&7u64.to_ne_bytes())?;
+/// let msg = sub.recv()?;
+/// let bytes: &[u8] = &msg;
+/// assert_eq!(bytes.len(), 8);
+/// assert_eq!(msg.as_pod::<u64>().copied().or_else(|| bytemuck::try_pod_read_unaligned::<u64>(&msg).ok()), Some(7));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    data: Vec<u8>,
+    seq: u64,
+}
+
+impl Message {
+    /// The message's global sequence number (its place in the bus's total order).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// The bytes, without copying.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.data
+    }
+    /// Views the message as a `T` in place, when its length is `size_of::<T>()`
+    /// and its buffer is suitably aligned; `None` otherwise (use
+    /// `bytemuck::pod_read_unaligned` or [`Subscriber::recv_pod`] then).
+    pub fn as_pod<T: bytemuck::Pod>(&self) -> Option<&T> {
+        bytemuck::try_from_bytes(&self.data).ok()
+    }
+}
+
+impl Deref for Message {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message").field("seq", &self.seq).field("len", &self.data.len()).finish()
+    }
+}
+
+/// A message borrowed in place from the ring (block mode), or copied where it
+/// cannot be borrowed safely (overwrite mode). The publisher cannot reuse the
+/// space until this is dropped.
+pub struct MessageRef<'a> {
+    sub: &'a mut Subscriber,
+    inner: RefInner,
+}
+
+enum RefInner {
+    Borrowed(shmbus_core::Borrowed),
+    Owned(Vec<u8>, u64),
+}
+
+impl MessageRef<'_> {
+    /// The message's global sequence number.
+    pub fn seq(&self) -> u64 {
+        match &self.inner {
+            RefInner::Borrowed(b) => b.seq(),
+            RefInner::Owned(_, s) => *s,
+        }
+    }
+}
+
+impl Deref for MessageRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.inner {
+            RefInner::Borrowed(b) => {
+                // SAFETY: block mode, outside the validation window: the frame was
+                // committed (stamp seen with Acquire) and our hold keeps every
+                // publisher from reusing these bytes until `release` in Drop; the
+                // MessageRef borrows the subscriber mutably, so the cursor cannot
+                // move while this slice lives.
+                unsafe { std::slice::from_raw_parts(b.ptr(), b.len()) }
+            }
+            RefInner::Owned(v, _) => v,
+        }
+    }
+}
+
+impl Drop for MessageRef<'_> {
+    fn drop(&mut self) {
+        if let RefInner::Borrowed(b) = self.inner {
+            self.sub.raw.release(b);
+        }
+    }
+}
+
+impl fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageRef").field("seq", &self.seq()).field("len", &self.len()).finish()
+    }
+}
+
+/// A subscriber attached to a bus.
+///
+/// `Subscriber` is `Send` (move it into a thread or task) and `Sync`: every
+/// operation that reads the ring takes `&mut self`, so a shared reference only
+/// reads immutable settings.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+/// let dir = tempfile::tempdir()?;
+/// let cfg = BusConfig::default().dir(dir.path());
+/// let mut sub = Subscriber::open_or_create("orders", &cfg, StartAt::Latest)?;
+/// assert!(sub.try_recv()?.is_none());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Subscriber {
+    raw: Consumer,
+    buf: Vec<u8>,
+}
+
+impl Subscriber {
+    /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
+    pub fn open_or_create(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
+        let bus = Bus::open_or_create(name, cfg, PeerKind::Subscriber)?;
+        Ok(Subscriber { raw: Consumer::new(bus, start, cfg.get_wait_strategy()), buf: Vec::new() })
+    }
+
+    /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
+    pub fn attach(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
+        let bus = Bus::attach(name, cfg, PeerKind::Subscriber)?;
+        Ok(Subscriber { raw: Consumer::new(bus, start, cfg.get_wait_strategy()), buf: Vec::new() })
+    }
+
+    fn poll(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, RecvError> {
+        match self.raw.read(&mut self.buf, deadline)? {
+            Poll::Message { seq, .. } => Ok(Some(seq)),
+            Poll::Empty => Ok(None),
+            Poll::Lagged { lost } => Err(RecvError::Lagged { lost }),
+        }
+    }
+
+    fn take(&mut self, seq: u64) -> Message {
+        Message { data: std::mem::take(&mut self.buf), seq }
+    }
+
+    /// Receives the next message, waiting as long as it takes (spin, then park).
+    pub fn recv(&mut self) -> Result<Message, RecvError> {
+        match self.poll(None)? {
+            Some(seq) => Ok(self.take(seq)),
+            None => Err(RecvError::Timeout),
+        }
+    }
+
+    /// Receives the next message, waiting at most `timeout` (`Err(RecvError::Timeout)`).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
+        match self.poll(Some(Instant::now() + timeout))? {
+            Some(seq) => Ok(self.take(seq)),
+            None => Err(RecvError::Timeout),
+        }
+    }
+
+    /// Receives the next message if one is there; `Ok(None)` otherwise.
+    pub fn try_recv(&mut self) -> Result<Option<Message>, RecvError> {
+        match self.raw.try_read(&mut self.buf)? {
+            Poll::Message { seq, .. } => Ok(Some(self.take(seq))),
+            Poll::Empty => Ok(None),
+            Poll::Lagged { lost } => Err(RecvError::Lagged { lost }),
+        }
+    }
+
+    /// Receives into a buffer of the caller's (no allocation once it is large
+    /// enough), waiting at most `timeout` (`None`: as long as it takes).
+    /// Returns the message's sequence number.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<u64, RecvError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match self.raw.read(buf, deadline)? {
+            Poll::Message { seq, .. } => Ok(seq),
+            Poll::Empty => Err(RecvError::Timeout),
+            Poll::Lagged { lost } => Err(RecvError::Lagged { lost }),
+        }
+    }
+
+    /// Receives the next message in place where possible (zero-copy in block
+    /// mode), waiting at most `timeout` (`None`: as long as it takes).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("video", &cfg, StartAt::Latest)?;
+    /// # let mut publ = shmbus_producer::Publisher::open_or_create("video", &cfg)?;
+    /// # publ.send(&[9u8; 4096])?;
+    /// let frame = sub.recv_ref(None)?;
+    /// assert_eq!(frame.len(), 4096);
+    /// drop(frame); // releases the space to publishers
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_ref(&mut self, timeout: Option<Duration>) -> Result<MessageRef<'_>, RecvError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(b) = self.raw.try_borrow()? {
+                return Ok(MessageRef { sub: self, inner: RefInner::Borrowed(b) });
+            }
+            match self.raw.try_read(&mut self.buf)? {
+                Poll::Message { seq, .. } => {
+                    let data = std::mem::take(&mut self.buf);
+                    return Ok(MessageRef { sub: self, inner: RefInner::Owned(data, seq) });
+                }
+                Poll::Lagged { lost } => return Err(RecvError::Lagged { lost }),
+                Poll::Empty => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+            self.raw.wait_for_data(deadline);
+        }
+    }
+
+    /// Receives a plain-old-data value; a message of another length is
+    /// `Err(RecvError::WrongSize)` (and is consumed).
+    pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
+        let msg = self.recv()?;
+        bytemuck::try_pod_read_unaligned(&msg)
+            .map_err(|_| RecvError::WrongSize { expected: std::mem::size_of::<T>(), found: msg.len() })
+    }
+
+    /// Receives a value encoded with bincode 2 (standard configuration) through
+    /// serde; undecodable bytes are `Err(RecvError::Decode)`, never a panic.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("events", &cfg, StartAt::Latest)?;
+    /// # let mut publ = shmbus_producer::Publisher::open_or_create("events", &cfg)?;
+    /// # publ.send_serde(&("login".to_string(), 42u32))?;
+    /// let (what, who): (String, u32) = sub.recv_serde()?;
+    /// assert_eq!((what.as_str(), who), ("login", 42));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        let msg = self.recv()?;
+        let (value, used) = bincode::serde::decode_from_slice(&msg, bincode::config::standard())
+            .map_err(|e| RecvError::Decode(e.to_string()))?;
+        if used != msg.len() {
+            return Err(RecvError::Decode(format!("{} trailing bytes after the value", msg.len() - used)));
+        }
+        Ok(value)
+    }
+
+    /// Total messages this subscriber was told it lost (overwrite mode).
+    pub fn lost(&self) -> u64 {
+        self.raw.lost_total()
+    }
+    /// The bus name.
+    pub fn name(&self) -> &str {
+        self.raw.bus().name()
+    }
+    /// The bus file.
+    pub fn path(&self) -> &Path {
+        self.raw.bus().path()
+    }
+    /// The bus's settings as found in its header.
+    pub fn info(&self) -> &HeaderInfo {
+        self.raw.bus().info()
+    }
+    /// This subscriber's peer slot.
+    pub fn slot(&self) -> u32 {
+        self.raw.bus().slot()
+    }
+    /// Chooses how this subscriber waits for messages.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.raw.set_wait_strategy(wait);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+
+    #[test]
+    fn subscriber_is_send_and_sync() {
+        assert_send::<Subscriber>();
+        assert_sync::<Subscriber>();
+        assert_send::<Message>();
+    }
+}

@@ -1,0 +1,273 @@
+//! Looking at buses from outside: inspect, list, gc, remove. None of these
+//! attaches as a peer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crate::bus::unlink_if_same;
+use crate::config::{BusConfig, PeerKind};
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::os::{self, LockKind};
+use crate::path::{bus_path, check_dir, resolve_dir, validate_name};
+use crate::region::{HeaderInfo, Region};
+use crate::ring::distance;
+
+/// One occupied peer slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Slot index.
+    pub slot: u32,
+    /// Publisher or subscriber.
+    pub kind: PeerKind,
+    /// The process that took the slot (for display; liveness comes from its lock).
+    pub pid: u32,
+    /// Whether its liveness lock is held.
+    pub alive: bool,
+    /// Subscriber: next position it reads. Publisher: 0.
+    pub cursor: u64,
+    /// Subscriber: bytes between its cursor and the tail.
+    pub lag_bytes: u64,
+    /// Subscriber: messages published that it has not read yet.
+    pub lag_messages: u64,
+    /// Messages published or received.
+    pub messages: u64,
+    /// Payload bytes published or received.
+    pub bytes: u64,
+    /// Subscriber: messages reported lost (overwrite mode).
+    pub lost: u64,
+    /// Attach time, nanoseconds since the Unix epoch.
+    pub attached_unix_ns: u64,
+}
+
+/// A bus seen from outside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusStatus {
+    /// The bus name.
+    pub name: String,
+    /// The bus file.
+    pub path: PathBuf,
+    /// The validated header.
+    pub header: HeaderInfo,
+    /// Next claim position.
+    pub tail: u64,
+    /// Messages ever published (next sequence number).
+    pub published: u64,
+    /// Occupied slots.
+    pub peers: Vec<PeerInfo>,
+}
+
+impl BusStatus {
+    /// Live publishers.
+    pub fn live_publishers(&self) -> usize {
+        self.peers.iter().filter(|p| p.alive && p.kind == PeerKind::Publisher).count()
+    }
+    /// Live subscribers.
+    pub fn live_subscribers(&self) -> usize {
+        self.peers.iter().filter(|p| p.alive && p.kind == PeerKind::Subscriber).count()
+    }
+    /// No live peer.
+    pub fn stale(&self) -> bool {
+        !self.peers.iter().any(|p| p.alive)
+    }
+}
+
+fn open_region(name: &str, path: &Path) -> Result<Region> {
+    let file = os::open_existing(path, true)
+        .or_else(|_| os::open_existing(path, false))
+        .map_err(|e| Error::io(name, path, "open", e))?;
+    let st = os::fstat(&file).map_err(|e| Error::io(name, path, "stat", e))?;
+    if !st.is_regular() {
+        return Err(Error::NotABusFile { bus: name.into(), path: path.into(), found: st.kind() });
+    }
+    Region::from_file(name, path.to_path_buf(), file, st.size)
+}
+
+fn status(region: &Region) -> BusStatus {
+    let m = &region.mem;
+    let (tail, published) = region.tail();
+    let mut peers = Vec::new();
+    for slot in 0..region.info.peer_slots {
+        let kind = match m.u32(region.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire) {
+            STATE_PUBLISHER => PeerKind::Publisher,
+            STATE_SUBSCRIBER => PeerKind::Subscriber,
+            _ => continue,
+        };
+        let get = |f| m.u64(region.slot_off(slot, f)).load(Ordering::Relaxed);
+        let cursor = if kind == PeerKind::Subscriber { get(SLOT_CURSOR) } else { 0 };
+        let (lag_bytes, lag_messages) = if kind == PeerKind::Subscriber {
+            let lb = distance(cursor, tail);
+            let lm = distance(get(SLOT_NEXT_SEQ), published);
+            (if lb >= 1 << 63 { 0 } else { lb }, if lm >= 1 << 63 { 0 } else { lm })
+        } else {
+            (0, 0)
+        };
+        peers.push(PeerInfo {
+            slot,
+            kind,
+            pid: m.u32(region.slot_off(slot, SLOT_PID)).load(Ordering::Relaxed),
+            alive: region.slot_locked_by_other(slot),
+            cursor,
+            lag_bytes,
+            lag_messages,
+            messages: get(SLOT_MESSAGES),
+            bytes: get(SLOT_BYTES),
+            lost: get(SLOT_LOST),
+            attached_unix_ns: get(SLOT_ATTACHED_NS),
+        });
+    }
+    BusStatus {
+        name: region.bus.clone(),
+        path: region.path.clone(),
+        header: region.info.clone(),
+        tail,
+        published,
+        peers,
+    }
+}
+
+/// Reads the header, peer table and counters of the bus `name`.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmbus_core::{Bus, BusConfig, PeerKind};
+/// let dir = tempfile::tempdir()?;
+/// let cfg = BusConfig::default().dir(dir.path());
+/// let _sub = Bus::open_or_create("ticks", &cfg, PeerKind::Subscriber)?;
+/// let st = shmbus_core::inspect("ticks", &cfg)?;
+/// assert_eq!(st.live_subscribers(), 1);
+/// # Ok(()) }
+/// ```
+pub fn inspect(name: &str, cfg: &BusConfig) -> Result<BusStatus> {
+    validate_name(name)?;
+    let dir = resolve_dir(cfg);
+    let region = open_region(name, &bus_path(&dir, name))?;
+    Ok(status(&region))
+}
+
+/// Every `*.bus` file in the directory, with its status or the error that
+/// stopped it from being read.
+pub fn list(cfg: &BusConfig) -> Result<Vec<(String, Result<BusStatus>)>> {
+    let dir = resolve_dir(cfg);
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("", &dir, "list", e)),
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".bus")) else { continue };
+        if validate_name(name).is_err() {
+            continue;
+        }
+        let st = open_region(name, &entry.path()).map(|r| status(&r));
+        out.push((name.to_owned(), st));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// What gc did with one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GcAction {
+    /// A bus with no live peer was removed.
+    Removed {
+        /// Bus name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A temporary file of a creator that died before finishing was removed.
+    RemovedPartial {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file that looks like a bus but could not be read was left alone.
+    Skipped {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Removes every non-persistent bus with no live peer, and every temporary
+/// file left by a creator that died before finishing.
+pub fn gc(cfg: &BusConfig) -> Result<Vec<GcAction>> {
+    let dir = resolve_dir(cfg);
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("", &dir, "list", e)),
+    };
+    check_dir(&dir)?;
+    let mut names: Vec<_> = entries.flatten().map(|e| (e.file_name(), e.path())).collect();
+    names.sort();
+    for (file_name, path) in names {
+        let Some(fname) = file_name.to_str() else { continue };
+        if fname.starts_with('.') && fname.ends_with(".tmp") && fname.contains(".bus.") {
+            let Ok(file) = os::open_existing(&path, true) else { continue };
+            if matches!(os::ofd_try_lock(&file, LOCK_INIT, LockKind::Exclusive), Ok(true))
+                && unlink_if_same(&path, &file)
+            {
+                out.push(GcAction::RemovedPartial { path });
+            }
+            continue;
+        }
+        let Some(name) = fname.strip_suffix(".bus") else { continue };
+        if validate_name(name).is_err() {
+            continue;
+        }
+        let Ok(file) = os::open_existing(&path, true) else { continue };
+        if !matches!(os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Exclusive), Ok(true)) {
+            continue; // live peers
+        }
+        let size = match os::fstat(&file) {
+            Ok(st) if st.is_regular() => st.size,
+            _ => continue,
+        };
+        let fd2 = match file.try_clone() {
+            Ok(f) => f,
+            Err(_) => continue,
+        };
+        match Region::from_file(name, path.clone(), fd2, size) {
+            Ok(region) if region.info.persistent => {}
+            Ok(_) => {
+                if unlink_if_same(&path, &file) {
+                    out.push(GcAction::Removed { name: name.to_owned(), path });
+                }
+            }
+            Err(e) => out.push(GcAction::Skipped { path, reason: e.to_string() }),
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the bus `name`. Refuses while live peers are attached unless `force`.
+pub fn remove(name: &str, cfg: &BusConfig, force: bool) -> Result<PathBuf> {
+    validate_name(name)?;
+    let dir = resolve_dir(cfg);
+    let path = bus_path(&dir, name);
+    match os::lstat(&path) {
+        Ok(st) if !st.is_regular() => {
+            if force {
+                std::fs::remove_file(&path).map_err(|e| Error::io(name, &path, "remove", e))?;
+                return Ok(path);
+            }
+            return Err(Error::NotABusFile { bus: name.into(), path, found: st.kind() });
+        }
+        Ok(_) => {}
+        Err(e) => return Err(Error::io(name, &path, "inspect", e)),
+    }
+    let file = os::open_existing(&path, true).map_err(|e| Error::io(name, &path, "open", e))?;
+    let alone = matches!(os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Exclusive), Ok(true));
+    if !alone && !force {
+        return Err(Error::InUse { bus: name.into(), path });
+    }
+    if !unlink_if_same(&path, &file) {
+        return Err(Error::NotFound { bus: name.into(), path });
+    }
+    Ok(path)
+}

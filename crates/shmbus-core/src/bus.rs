@@ -1,0 +1,182 @@
+//! A handle on a bus: one open file description (carrying this handle's
+//! locks), one mapping, one peer slot. Dropping it detaches.
+
+use std::path::Path;
+
+use crate::config::{BusConfig, PeerKind};
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::os::{self, LockKind};
+use crate::path::{bus_path, prepare_dir, resolve_dir, validate_name};
+use crate::region::{Created, HeaderInfo, Region};
+
+/// An attached peer of a bus.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use shmbus_core::{Bus, BusConfig, PeerKind};
+/// let dir = tempfile::tempdir()?;
+/// let cfg = BusConfig::default().dir(dir.path());
+/// let bus = Bus::open_or_create("ticks", &cfg, PeerKind::Publisher)?;
+/// assert!(bus.path().exists());
+/// drop(bus); // the last peer out removes a non-persistent bus
+/// assert!(!dir.path().join("ticks.bus").exists());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Bus {
+    pub(crate) region: Region,
+    pub(crate) slot: u32,
+    pub(crate) kind: PeerKind,
+}
+
+impl Bus {
+    /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
+    /// An existing bus whose capacity, max message, policy or persistence
+    /// differs from `cfg` is an [`Error::Incompatible`] naming both values.
+    pub fn open_or_create(name: &str, cfg: &BusConfig, kind: PeerKind) -> Result<Bus> {
+        validate_name(name)?;
+        cfg.validate()?;
+        let dir = resolve_dir(cfg);
+        prepare_dir(&dir, true)?;
+        for _ in 0..16 {
+            match Region::open(name, &dir) {
+                Ok(region) => {
+                    check_matches(&region, cfg)?;
+                    return Bus::join(region, kind);
+                }
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match Region::create(name, &dir, cfg)? {
+                Created::New(region) => return Bus::join(region, kind),
+                Created::Exists => continue,
+            }
+        }
+        Err(Error::Busy {
+            bus: name.into(),
+            path: bus_path(&dir, name),
+            what: "the bus to stop being created and removed",
+        })
+    }
+
+    /// Attaches to an existing bus; only `cfg`'s directory is read.
+    pub fn attach(name: &str, cfg: &BusConfig, kind: PeerKind) -> Result<Bus> {
+        validate_name(name)?;
+        let dir = resolve_dir(cfg);
+        prepare_dir(&dir, false).map_err(|e| match e {
+            Error::UnsafeDir { ref reason, .. } if reason == "it does not exist" => {
+                Error::NotFound { bus: name.into(), path: bus_path(&dir, name) }
+            }
+            other => other,
+        })?;
+        let region = Region::open(name, &dir)?;
+        Bus::join(region, kind)
+    }
+
+    /// Wraps a heap region (in-process tests): no file, no locks.
+    pub fn heap(region: Region, kind: PeerKind) -> Result<Bus> {
+        Bus::join(region, kind)
+    }
+
+    fn join(region: Region, kind: PeerKind) -> Result<Bus> {
+        let slot = region.alloc_slot(kind)?;
+        Ok(Bus { region, slot, kind })
+    }
+
+    /// The bus name.
+    pub fn name(&self) -> &str {
+        &self.region.bus
+    }
+    /// The bus file.
+    pub fn path(&self) -> &Path {
+        &self.region.path
+    }
+    /// The validated header.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.region.info
+    }
+    /// This handle's peer slot.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+    /// Whether this handle publishes or subscribes.
+    pub fn kind(&self) -> PeerKind {
+        self.kind
+    }
+    /// msync the mapping: what was published is durable when the bus lives on disk.
+    pub fn flush(&self) -> Result<()> {
+        self.region.flush()
+    }
+}
+
+fn check_matches(region: &Region, cfg: &BusConfig) -> Result<()> {
+    let info = &region.info;
+    let diff = |field, existing: String, requested: String| {
+        Err(Error::Incompatible { bus: region.bus.clone(), path: region.path.clone(), field, existing, requested })
+    };
+    if info.capacity != cfg.capacity {
+        return diff("capacity", info.capacity.to_string(), cfg.capacity.to_string());
+    }
+    if info.max_message != cfg.max_message {
+        return diff("max_message", info.max_message.to_string(), cfg.max_message.to_string());
+    }
+    if info.overflow != cfg.overflow {
+        return diff("overflow", info.overflow.to_string(), cfg.overflow.to_string());
+    }
+    if info.persistent != cfg.persistent {
+        return diff("persistent", info.persistent.to_string(), cfg.persistent.to_string());
+    }
+    Ok(())
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let region = &self.region;
+        region.free_slot(self.slot);
+        if self.kind == PeerKind::Subscriber {
+            // Our hold is gone: a publisher waiting for us may go on.
+            crate::wait::wake(region.mem.u32(OFF_SPACE_FUTEX));
+        }
+        let Some(file) = &region.file else { return };
+        // Last one out: only a handle that can take the attach byte
+        // exclusively is alone. Openers take it shared before they look at the
+        // file, and re-check the link count after, so none can attach to a
+        // file that is being unlinked.
+        if !region.info.persistent && matches!(os::ofd_try_lock(file, LOCK_ATTACH, LockKind::Exclusive), Ok(true)) {
+            unlink_if_same(&region.path, file);
+        }
+    }
+}
+
+/// Unlinks `path` only if it still names the file open as `file`.
+pub(crate) fn unlink_if_same(path: &Path, file: &std::fs::File) -> bool {
+    match (os::lstat(path), os::fstat(file)) {
+        (Ok(a), Ok(b)) if a.dev == b.dev && a.ino == b.ino => std::fs::remove_file(path).is_ok(),
+        _ => false,
+    }
+}
+
+/// Creates the bus `name` without attaching to it (`shmbus create`). The file
+/// stays until the last peer that attaches to it detaches (or for ever when
+/// persistent). An existing bus is an error.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let cfg = shmbus_core::BusConfig::default().dir(dir.path());
+/// let info = shmbus_core::create_bus("jobs", &cfg)?;
+/// assert_eq!(info.capacity, 1 << 20);
+/// assert!(shmbus_core::create_bus("jobs", &cfg).is_err());
+/// # Ok(()) }
+/// ```
+pub fn create_bus(name: &str, cfg: &BusConfig) -> Result<HeaderInfo> {
+    validate_name(name)?;
+    cfg.validate()?;
+    let dir = resolve_dir(cfg);
+    prepare_dir(&dir, true)?;
+    match Region::create(name, &dir, cfg)? {
+        Created::New(region) => Ok(region.info.clone()),
+        Created::Exists => Err(Error::AlreadyExists { bus: name.into(), path: bus_path(&dir, name) }),
+    }
+}

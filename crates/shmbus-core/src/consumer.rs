@@ -1,0 +1,504 @@
+//! The subscribing side of the ring protocol: read, validate, advance.
+//!
+//! A subscriber trusts a frame only when its stamp equals the position it
+//! expects (Acquire, pairing with the publisher's Release commit). In block
+//! mode the bytes then stay put until our cursor (published as our `hold`)
+//! passes them. In overwrite mode, and for the first lap after attaching at
+//! `Oldest`, a publisher may overwrite the frame while we copy it, so the copy
+//! is validated afterwards against the tail (a seqlock): if any claim reached
+//! a lap past the frame, the copy is discarded and we resynchronise.
+
+use std::sync::atomic::{fence, Ordering};
+use std::time::Instant;
+
+use crate::bus::Bus;
+use crate::config::{Overflow, PeerKind, StartAt, WaitStrategy};
+use crate::error::Result;
+use crate::layout::*;
+use crate::region::Region;
+use crate::ring::{at_or_before, distance};
+
+/// The outcome of one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// A message of `len` bytes was copied into the buffer.
+    Message {
+        /// Its global sequence number.
+        seq: u64,
+        /// Its length.
+        len: usize,
+    },
+    /// Nothing to read (yet, or before the deadline).
+    Empty,
+    /// We were overrun (overwrite mode) and lost exactly `lost` messages; the
+    /// next read returns the oldest intact message.
+    Lagged {
+        /// Messages lost.
+        lost: u64,
+    },
+}
+
+/// A frame borrowed in place (block mode).
+#[derive(Debug, Clone, Copy)]
+pub struct Borrowed {
+    ptr: *const u8,
+    len: usize,
+    next: u64,
+    seq: u64,
+}
+
+impl Borrowed {
+    /// Payload pointer; valid until the frame is released.
+    pub fn ptr(&self) -> *const u8 {
+        self.ptr
+    }
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+enum Frame {
+    NotReady,
+    Skipped,
+    Resynced,
+    Message { seq: u64, len: usize },
+}
+
+/// The raw subscriber over a bus handle.
+#[derive(Debug)]
+pub struct Consumer {
+    bus: Bus,
+    cursor: u64,
+    expected_seq: Option<u64>,
+    lag_pending: bool,
+    /// Positions before this one are read with overrun validation even in block mode.
+    validate_until: u64,
+    overwrite: bool,
+    wait: WaitStrategy,
+    stash: Option<(Vec<u8>, u64)>,
+    lost_total: u64,
+}
+
+impl Consumer {
+    /// Wraps a bus handle attached as a subscriber and places its cursor.
+    pub fn new(bus: Bus, start: StartAt, wait: WaitStrategy) -> Consumer {
+        assert_eq!(bus.kind, PeerKind::Subscriber, "Consumer::new needs a subscriber handle");
+        let overwrite = bus.region.info.overflow == Overflow::Overwrite;
+        let mut c = Consumer {
+            bus,
+            cursor: 0,
+            expected_seq: None,
+            lag_pending: false,
+            validate_until: 0,
+            overwrite,
+            wait,
+            stash: None,
+            lost_total: 0,
+        };
+        c.place(start);
+        c
+    }
+
+    fn region(&self) -> &Region {
+        &self.bus.region
+    }
+
+    fn place(&mut self, start: StartAt) {
+        let region = &self.bus.region;
+        let m = &region.mem;
+        let slot = self.bus.slot;
+        let cap = region.geo.capacity;
+        let (t0, _) = region.tail();
+        if !self.overwrite {
+            // Hold publishers back (a full lap behind the tail when starting at
+            // the oldest frame) until the real cursor is known.
+            let hold = if start == StartAt::Oldest { t0.wrapping_sub(cap) } else { t0 };
+            m.u64(region.slot_off(slot, SLOT_HOLD)).store(hold, Ordering::Relaxed);
+            m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE, Ordering::Relaxed);
+        }
+        // SYNC POINT with the fence in `scan_limit`: publishers scanning after
+        // this see our hold; publishers with a cached limit drop it when they
+        // see the new epoch.
+        fence(Ordering::SeqCst);
+        m.u64(OFF_ATTACH_EPOCH).fetch_add(1, Ordering::SeqCst);
+        let (t1, s1) = region.tail();
+        match start {
+            StartAt::Latest => {
+                self.cursor = t1;
+                self.expected_seq = Some(s1);
+                self.validate_until = t1;
+            }
+            StartAt::Oldest => {
+                self.cursor = self.oldest_frame(t1);
+                // Publishers that cached their limit before our hold was visible
+                // may still overwrite up to t1 - so validate until there.
+                self.validate_until = t1;
+                self.expected_seq = self.peek_first_seq();
+            }
+        }
+        m.u64(region.slot_off(slot, SLOT_CURSOR)).store(self.cursor, Ordering::Relaxed);
+        m.u64(region.slot_off(slot, SLOT_NEXT_SEQ)).store(self.expected_seq.unwrap_or(s1), Ordering::Relaxed);
+        if !self.overwrite {
+            m.u64(region.slot_off(slot, SLOT_HOLD)).store(self.cursor, Ordering::Release);
+        }
+    }
+
+    /// The oldest frame start still in the ring when the tail is `t`.
+    fn oldest_frame(&self, t: u64) -> u64 {
+        let region = self.region();
+        let geo = region.geo;
+        let initial = region.info.initial_position;
+        if distance(initial, t) < geo.capacity {
+            return initial;
+        }
+        let target = t.wrapping_sub(geo.capacity);
+        let mut b = geo.next_boundary(target);
+        for _ in 0..=HINTS {
+            if !at_or_before(b, t) || b == t {
+                break;
+            }
+            // SYNC POINT with the Release store of the hint in `Producer::try_claim`.
+            let h = region.mem.u64(OFF_HINTS + geo.hint_index(b) * 8).load(Ordering::Acquire);
+            if geo.hint_plausible(b, h) && at_or_before(h, t) {
+                return h;
+            }
+            b = b.wrapping_add(geo.segment());
+        }
+        let lap = geo.next_lap(target);
+        if at_or_before(lap, t) {
+            lap
+        } else {
+            t
+        }
+    }
+
+    /// The sequence number of the first message at or after the cursor, if it
+    /// can be read now (used as the reference for loss accounting).
+    fn peek_first_seq(&self) -> Option<u64> {
+        let region = self.region();
+        let mut pos = self.cursor;
+        for _ in 0..4 {
+            let stamp = region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire);
+            if stamp != pos {
+                return if pos == region.tail().0 { Some(region.tail().1) } else { None };
+            }
+            let meta = region.mem.u32(region.frame_off(pos, FRAME_META)).load(Ordering::Relaxed);
+            let len = region.mem.u32(region.frame_off(pos, FRAME_LEN)).load(Ordering::Relaxed);
+            let seq = region.mem.u64(region.frame_off(pos, FRAME_SEQ)).load(Ordering::Relaxed);
+            if self.overrun(pos) {
+                return None;
+            }
+            if meta & u32::from(FRAME_PAD) == 0 {
+                return Some(seq);
+            }
+            let total = u64::from(len);
+            if total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > region.geo.room_to_lap_end(pos) {
+                return None;
+            }
+            pos = pos.wrapping_add(total);
+        }
+        None
+    }
+
+    /// The bus handle.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+    /// The next position this subscriber reads.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+    /// Total messages reported lost so far.
+    pub fn lost_total(&self) -> u64 {
+        self.lost_total
+    }
+    /// Sets the wait strategy.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+    /// The wait strategy.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    #[inline]
+    fn validating(&self, pos: u64) -> bool {
+        self.overwrite || (pos != self.validate_until && at_or_before(pos, self.validate_until))
+    }
+
+    /// Whether a publisher has claimed a full lap past `pos` (so `pos` may be overwritten).
+    #[inline]
+    fn overrun(&self, pos: u64) -> bool {
+        let d = distance(pos, self.region().tail().0);
+        d > self.region().geo.capacity && d < 1 << 63
+    }
+
+    /// Reads the next message into `buf` without waiting.
+    pub fn try_read(&mut self, buf: &mut Vec<u8>) -> Result<Poll> {
+        if let Some((data, seq)) = self.stash.take() {
+            *buf = data;
+            return Ok(Poll::Message { seq, len: buf.len() });
+        }
+        // Bounded: padding frames and resynchronisations per call.
+        for _ in 0..64 {
+            match self.read_frame(buf)? {
+                Frame::NotReady => return Ok(Poll::Empty),
+                Frame::Skipped | Frame::Resynced => continue,
+                Frame::Message { seq, len } => {
+                    if std::mem::take(&mut self.lag_pending) {
+                        if let Some(exp) = self.expected_seq {
+                            let lost = seq.wrapping_sub(exp);
+                            if lost > 0 && lost < 1 << 62 {
+                                self.set_expected(seq.wrapping_add(1));
+                                self.lost_total += lost;
+                                let region = &self.bus.region;
+                                region
+                                    .mem
+                                    .u64(region.slot_off(self.bus.slot, SLOT_LOST))
+                                    .store(self.lost_total, Ordering::Relaxed);
+                                self.stash = Some((std::mem::take(buf), seq));
+                                return Ok(Poll::Lagged { lost });
+                            }
+                        }
+                    }
+                    self.set_expected(seq.wrapping_add(1));
+                    return Ok(Poll::Message { seq, len });
+                }
+            }
+        }
+        Ok(Poll::Empty)
+    }
+
+    /// Reads the next message, waiting until `deadline` (`None`: for ever).
+    pub fn read(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<Poll> {
+        loop {
+            match self.try_read(buf)? {
+                Poll::Empty => {}
+                other => return Ok(other),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Poll::Empty);
+            }
+            self.wait_for_data(deadline);
+        }
+    }
+
+    /// Parks until the frame at the cursor is committed (or overrun), the
+    /// deadline passes, or a park slice ends; repairs a dead publisher's hole.
+    pub fn wait_for_data(&self, deadline: Option<Instant>) {
+        let region = &self.bus.region;
+        let pos = self.cursor;
+        let validating = self.validating(pos);
+        let own = self.bus.slot;
+        crate::wait::wait_until(
+            self.wait,
+            deadline,
+            region.mem.u32(OFF_DATA_FUTEX),
+            region.mem.u32(OFF_DATA_WAITERS),
+            || {
+                region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire) == pos
+                    || (validating && self.overrun(pos))
+            },
+            || repair_hole_at(region, own, pos),
+        );
+    }
+
+    fn read_frame(&mut self, buf: &mut Vec<u8>) -> Result<Frame> {
+        let pos = self.cursor;
+        let validating = self.validating(pos);
+        let region = &self.bus.region;
+        let m = &region.mem;
+        // SYNC POINT with the Release store of the stamp in `Producer::commit`
+        // (and `Region::write_padding`): header and payload are visible.
+        let stamp = m.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire);
+        if stamp != pos {
+            if validating && self.overrun(pos) {
+                self.resync();
+                return Ok(Frame::Resynced);
+            }
+            return Ok(Frame::NotReady);
+        }
+        let len = m.u32(region.frame_off(pos, FRAME_LEN)).load(Ordering::Relaxed);
+        let meta = m.u32(region.frame_off(pos, FRAME_META)).load(Ordering::Relaxed);
+        let seq = m.u64(region.frame_off(pos, FRAME_SEQ)).load(Ordering::Relaxed);
+        let flags = meta & 0xffff;
+        let room = region.geo.room_to_lap_end(pos);
+        let problem = if flags & !u32::from(FRAME_PAD) != 0 {
+            Some(format!("frame at position {pos} has unknown flags {flags:#x}"))
+        } else if flags & u32::from(FRAME_PAD) != 0 {
+            let total = u64::from(len);
+            (total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > room)
+                .then(|| format!("padding frame at position {pos} has impossible length {total} ({room} bytes to the end of the lap)"))
+        } else if len > region.info.max_message {
+            Some(format!(
+                "frame at position {pos} claims {len} bytes, more than max_message {}",
+                region.info.max_message
+            ))
+        } else if region.geo.frame_len(len as usize) > room {
+            Some(format!("frame at position {pos} of {len} bytes runs past the end of the ring"))
+        } else {
+            None
+        };
+        if validating && self.overrun(pos) {
+            self.resync();
+            return Ok(Frame::Resynced);
+        }
+        if let Some(what) = problem {
+            return Err(region.corrupt(what));
+        }
+        if flags & u32::from(FRAME_PAD) != 0 {
+            self.advance(pos.wrapping_add(u64::from(len)), None);
+            return Ok(Frame::Skipped);
+        }
+        let len = len as usize;
+        buf.clear();
+        buf.reserve(len);
+        let off = region.data_off(pos) + FRAME_HEADER;
+        // Copy into the spare capacity without zeroing it first.
+        {
+            let spare = &mut buf.spare_capacity_mut()[..len];
+            // SAFETY: MaybeUninit<u8> and u8 have the same layout; we only write
+            // through this slice (copy_out fills all `len` bytes) before reading.
+            let dst = unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+            m.copy_out(off, dst);
+        }
+        // SAFETY: the first `len` bytes of spare capacity were initialised just above.
+        unsafe { buf.set_len(len) };
+        if validating {
+            // SYNC POINT with the publisher's CAS of the tail (AcqRel) before it
+            // writes a frame a lap later: if we copied any of its bytes, this
+            // load sees its claim, and the copy is discarded.
+            fence(Ordering::Acquire);
+            if self.overrun(pos) {
+                buf.clear();
+                self.resync();
+                return Ok(Frame::Resynced);
+            }
+        }
+        self.advance(pos.wrapping_add(region.geo.frame_len(len)), Some(len));
+        Ok(Frame::Message { seq, len })
+    }
+
+    /// Borrows the next frame in place without waiting (block mode only,
+    /// outside the validation window). `Ok(None)` when nothing is ready or the
+    /// frame must be copied instead.
+    pub fn try_borrow(&mut self) -> Result<Option<Borrowed>> {
+        if self.stash.is_some() {
+            return Ok(None);
+        }
+        for _ in 0..64 {
+            let pos = self.cursor;
+            if self.validating(pos) {
+                return Ok(None);
+            }
+            let region = &self.bus.region;
+            let m = &region.mem;
+            // SYNC POINT with the Release store of the stamp in `Producer::commit`.
+            if m.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire) != pos {
+                return Ok(None);
+            }
+            let len = m.u32(region.frame_off(pos, FRAME_LEN)).load(Ordering::Relaxed);
+            let meta = m.u32(region.frame_off(pos, FRAME_META)).load(Ordering::Relaxed);
+            let seq = m.u64(region.frame_off(pos, FRAME_SEQ)).load(Ordering::Relaxed);
+            let room = region.geo.room_to_lap_end(pos);
+            if meta & 0xffff == u32::from(FRAME_PAD) {
+                let total = u64::from(len);
+                if total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > room {
+                    return Err(
+                        region.corrupt(format!("padding frame at position {pos} has impossible length {total}"))
+                    );
+                }
+                self.advance(pos.wrapping_add(total), None);
+                continue;
+            }
+            if meta & 0xffff != 0 || len > region.info.max_message || region.geo.frame_len(len as usize) > room {
+                return Err(region
+                    .corrupt(format!("frame at position {pos} has an impossible header (len {len}, meta {meta:#x})")));
+            }
+            let off = region.data_off(pos) + FRAME_HEADER;
+            let ptr = m.ptr(off, len as usize);
+            return Ok(Some(Borrowed {
+                ptr,
+                len: len as usize,
+                next: pos.wrapping_add(region.geo.frame_len(len as usize)),
+                seq,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Releases a borrowed frame: the cursor moves past it.
+    pub fn release(&mut self, b: Borrowed) {
+        self.set_expected(b.seq.wrapping_add(1));
+        self.advance(b.next, Some(b.len));
+    }
+
+    fn set_expected(&mut self, next: u64) {
+        self.expected_seq = Some(next);
+        let region = &self.bus.region;
+        region.mem.u64(region.slot_off(self.bus.slot, SLOT_NEXT_SEQ)).store(next, Ordering::Relaxed);
+    }
+
+    fn advance(&mut self, next: u64, msg_len: Option<usize>) {
+        self.cursor = next;
+        let region = &self.bus.region;
+        let m = &region.mem;
+        let slot = self.bus.slot;
+        m.u64(region.slot_off(slot, SLOT_CURSOR)).store(next, Ordering::Relaxed);
+        if let Some(len) = msg_len {
+            let msgs = m.u64(region.slot_off(slot, SLOT_MESSAGES));
+            msgs.store(msgs.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            let bytes = m.u64(region.slot_off(slot, SLOT_BYTES));
+            bytes.store(bytes.load(Ordering::Relaxed).wrapping_add(len as u64), Ordering::Relaxed);
+        }
+        if !self.overwrite {
+            // SYNC POINT with the Acquire load of holds in `scan_limit`: our reads
+            // of the bytes before `next` happen before a publisher reuses them.
+            m.u64(region.slot_off(slot, SLOT_HOLD)).store(next, Ordering::Release);
+            // SYNC POINT with the SeqCst increment of `space_waiters` by a parking publisher.
+            fence(Ordering::SeqCst);
+            crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
+        }
+    }
+
+    /// After an overrun: jump to the oldest intact frame and remember to report the loss.
+    fn resync(&mut self) {
+        let (t, _) = self.region().tail();
+        let new = self.oldest_frame(t);
+        self.lag_pending = true;
+        self.advance(new, None);
+    }
+}
+
+/// A subscriber waiting at `pos`: if the tail is past `pos`, the frame there
+/// was claimed; if the publisher that claimed it is dead, turn it into padding.
+fn repair_hole_at(region: &Region, own: u32, pos: u64) {
+    let (tail, _) = region.tail();
+    let d = distance(pos, tail);
+    if d == 0 || d >= 1 << 63 {
+        return;
+    }
+    let m = &region.mem;
+    for slot in 0..region.scan_len() {
+        if slot == own || m.u32(region.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire) != STATE_PUBLISHER {
+            continue;
+        }
+        if m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
+            continue;
+        }
+        let hold = m.u64(region.slot_off(slot, SLOT_HOLD)).load(Ordering::Acquire);
+        let end = m.u64(region.slot_off(slot, SLOT_HOLD_END)).load(Ordering::Acquire);
+        if hold == pos || (at_or_before(hold, pos) && distance(pos, end) < distance(hold, end)) {
+            region.try_reap(slot, own);
+        }
+    }
+}

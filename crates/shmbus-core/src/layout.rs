@@ -1,0 +1,189 @@
+//! The bytes of a bus file. docs/layout.md describes the same thing for
+//! readers in other languages; keep the two in step.
+//!
+//! ```text
+//! 0                 header page (HEADER_SIZE = 4096 bytes)
+//!   0    magic            u64   b"SHMBUS\0\x01" read little-endian
+//!   8    layout_version   u32   LAYOUT_VERSION
+//!   12   ready            u32   0 while the creator writes, 1 when done (stored last)
+//!   16   fingerprint      u64   FNV-1a of the layout description (sizes, offsets, endianness, page size)
+//!   24   header_size      u32   4096
+//!   28   page_size        u32   the creator's page size
+//!   32   capacity         u64   bytes in the data region, a power of two
+//!   40   max_message      u32   largest payload
+//!   44   policy           u32   0 block, 1 overwrite
+//!   48   flags            u32   bit 0: persistent
+//!   52   peer_slots       u32   number of peer slots
+//!   56   peer_offset      u64   = HEADER_SIZE
+//!   64   data_offset      u64   peer_offset + peer_slots * PEER_SLOT_SIZE, rounded up to the page
+//!   72   file_len         u64   data_offset + capacity
+//!   80   initial_position u64   position of the first frame (0 except in tests)
+//!   88   creator_pid      u32
+//!   96   created_unix_ns  u64
+//!   128  tail             u128  (position u64 at 128, message sequence u64 at 136), 16-aligned
+//!   256  data_futex       u32   bumped by a publisher that wakes parked subscribers
+//!   260  space_futex      u32   bumped by a subscriber that wakes parked publishers
+//!   264  data_waiters     u32   subscribers parked (or about to park) on data_futex
+//!   268  space_waiters    u32   publishers parked (or about to park) on space_futex
+//!   384  attach_epoch     u64   bumped when a subscriber attaches (publishers drop cached limits)
+//!   392  peer_high_water  u32   1 + highest slot index ever used
+//!   1024 hints            [u64; HINTS]  first frame start at or after each segment boundary
+//! peer table at peer_offset: peer_slots slots of PEER_SLOT_SIZE bytes
+//! data region at data_offset: capacity bytes of frames
+//! ```
+
+/// The magic number at offset 0.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
+/// The layout version this build reads and writes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes of the header page.
+pub const HEADER_SIZE: usize = 4096;
+/// Bytes of one peer slot.
+pub const PEER_SLOT_SIZE: usize = 128;
+/// Bytes of a frame header; frame starts and lengths are multiples of this.
+pub const FRAME_HEADER: usize = 32;
+/// Frames are aligned to this many bytes (and so are payloads).
+pub const FRAME_ALIGN: u64 = 32;
+/// Number of resynchronisation hints (one per capacity / HINTS bytes).
+pub const HINTS: usize = 128;
+/// Smallest capacity.
+pub const MIN_CAPACITY: u64 = 4096;
+/// Largest capacity (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Most peer slots.
+pub const MAX_PEERS: u32 = 1024;
+
+// Header field offsets.
+pub(crate) const OFF_MAGIC: usize = 0;
+pub(crate) const OFF_VERSION: usize = 8;
+pub(crate) const OFF_READY: usize = 12;
+pub(crate) const OFF_FINGERPRINT: usize = 16;
+pub(crate) const OFF_HEADER_SIZE: usize = 24;
+pub(crate) const OFF_PAGE_SIZE: usize = 28;
+pub(crate) const OFF_CAPACITY: usize = 32;
+pub(crate) const OFF_MAX_MESSAGE: usize = 40;
+pub(crate) const OFF_POLICY: usize = 44;
+pub(crate) const OFF_FLAGS: usize = 48;
+pub(crate) const OFF_PEER_SLOTS: usize = 52;
+pub(crate) const OFF_PEER_OFFSET: usize = 56;
+pub(crate) const OFF_DATA_OFFSET: usize = 64;
+pub(crate) const OFF_FILE_LEN: usize = 72;
+pub(crate) const OFF_INITIAL_POSITION: usize = 80;
+pub(crate) const OFF_CREATOR_PID: usize = 88;
+pub(crate) const OFF_CREATED_NS: usize = 96;
+pub(crate) const OFF_TAIL: usize = 128;
+pub(crate) const OFF_DATA_FUTEX: usize = 256;
+pub(crate) const OFF_SPACE_FUTEX: usize = 260;
+pub(crate) const OFF_DATA_WAITERS: usize = 264;
+pub(crate) const OFF_SPACE_WAITERS: usize = 268;
+pub(crate) const OFF_ATTACH_EPOCH: usize = 384;
+pub(crate) const OFF_PEER_HIGH_WATER: usize = 392;
+pub(crate) const OFF_HINTS: usize = 1024;
+
+/// Header flag: keep the file after the last detach.
+pub const FLAG_PERSISTENT: u32 = 1;
+
+// Peer slot field offsets (relative to the slot).
+pub(crate) const SLOT_STATE: usize = 0; // u32: 0 free, 1 publisher, 2 subscriber
+pub(crate) const SLOT_PID: usize = 4; // u32
+pub(crate) const SLOT_GENERATION: usize = 8; // u64
+pub(crate) const SLOT_HOLD: usize = 16; // u64: position held back (sub cursor / pub claim start)
+pub(crate) const SLOT_HOLD_END: usize = 24; // u64: publisher claim end
+pub(crate) const SLOT_HOLD_FLAGS: usize = 32; // u32: HOLD_*
+pub(crate) const SLOT_CURSOR: usize = 40; // u64: subscriber's next position
+pub(crate) const SLOT_MESSAGES: usize = 48; // u64: messages published / received
+pub(crate) const SLOT_BYTES: usize = 56; // u64: payload bytes published / received
+pub(crate) const SLOT_LOST: usize = 64; // u64: messages reported lost (Lagged)
+pub(crate) const SLOT_ATTACHED_NS: usize = 72; // u64: wall-clock attach time
+pub(crate) const SLOT_NEXT_SEQ: usize = 80; // u64: subscriber's next expected sequence number
+
+/// Slot state: free.
+pub const STATE_FREE: u32 = 0;
+/// Slot state: a publisher.
+pub const STATE_PUBLISHER: u32 = 1;
+/// Slot state: a subscriber.
+pub const STATE_SUBSCRIBER: u32 = 2;
+
+/// Hold flag: `hold` is a position this peer holds publishers back at.
+pub const HOLD_ACTIVE: u32 = 1;
+/// Hold flag (publishers): the claim `[hold, hold_end)` succeeded and is not committed yet.
+pub const HOLD_CLAIMED: u32 = 2;
+
+// Frame header field offsets (relative to the frame start).
+pub(crate) const FRAME_STAMP: usize = 0; // u64: the frame's own position, stored last (Release)
+pub(crate) const FRAME_LEN: usize = 8; // u32: payload length, or the whole frame length for padding
+pub(crate) const FRAME_META: usize = 12; // u32: flags in bits 0..16, publisher slot in bits 16..32
+pub(crate) const FRAME_SEQ: usize = 16; // u64: global message sequence number
+/// Frame flag: padding; skip `len` bytes.
+pub const FRAME_PAD: u16 = 1;
+
+// OFD lock bytes on the bus file (locks may lie beyond the end of the file).
+/// Shared by every attached handle; taken exclusively by the last one out and by gc.
+pub(crate) const LOCK_ATTACH: i64 = 1 << 40;
+/// Held exclusively by a creator until the file is complete.
+pub(crate) const LOCK_INIT: i64 = (1 << 40) + 1;
+/// Slot `i` is alive while byte `LOCK_SLOT_BASE + i` is write-locked.
+pub(crate) const LOCK_SLOT_BASE: i64 = (1 << 40) + 64;
+
+/// Largest payload allowed for a capacity: a frame may take at most a quarter of the ring,
+/// so a claim with its end-of-lap padding never exceeds half of it.
+pub fn max_message_for(capacity: u64) -> u64 {
+    (capacity / 4).saturating_sub(FRAME_HEADER as u64).min(u64::from(u32::MAX))
+}
+
+/// Offset of the data region for a number of slots and a page size.
+pub fn data_offset(peer_slots: u32, page_size: usize) -> u64 {
+    let raw = (HEADER_SIZE + peer_slots as usize * PEER_SLOT_SIZE) as u64;
+    raw.div_ceil(page_size as u64) * page_size as u64
+}
+
+/// The layout fingerprint: FNV-1a over a description of every size and offset
+/// this build relies on, the byte order and the page size. Two builds that
+/// disagree on any of these refuse each other's files.
+pub fn fingerprint(page_size: usize) -> u64 {
+    let desc = format!(
+        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ}",
+        if cfg!(target_endian = "little") { "le" } else { "be" },
+    );
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in desc.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_do_not_overlap_and_hot_words_sit_on_their_own_lines() {
+        assert_eq!(OFF_TAIL % 128, 0);
+        assert_eq!(OFF_DATA_FUTEX % 128, 0);
+        assert_eq!(OFF_ATTACH_EPOCH % 128, 0);
+        assert!(OFF_CREATED_NS + 8 <= OFF_TAIL);
+        assert!(OFF_HINTS + HINTS * 8 <= HEADER_SIZE);
+        assert!(SLOT_NEXT_SEQ + 8 <= PEER_SLOT_SIZE);
+        assert!(FRAME_SEQ + 8 <= FRAME_HEADER);
+    }
+
+    #[test]
+    fn data_offset_is_page_aligned() {
+        assert_eq!(data_offset(64, 4096), 4096 + 8192);
+        assert_eq!(data_offset(1, 4096), 8192);
+        assert_eq!(data_offset(32, 4096), 8192);
+    }
+
+    #[test]
+    fn fingerprint_depends_on_page_size() {
+        assert_ne!(fingerprint(4096), fingerprint(65536));
+        assert_eq!(fingerprint(4096), fingerprint(4096));
+    }
+
+    #[test]
+    fn max_message_is_a_quarter_of_the_ring() {
+        assert_eq!(max_message_for(4096), 1024 - 32);
+        assert_eq!(max_message_for(1 << 20), (1 << 18) - 32);
+    }
+}

@@ -1,0 +1,245 @@
+//! Linux: the only place that makes raw system calls (futex through
+//! `linux-futex`, OFD locks, files and directories through libc).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use linux_futex::{AsFutex, Shared, TimedWaitError};
+
+/// Parks on a futex word in shared memory while it holds `expected`, for at
+/// most `timeout`. Returns on wake-up, value change, signal or timeout; the
+/// caller always re-checks its condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    // A shared futex (no FUTEX_PRIVATE_FLAG): it wakes waiters in other processes.
+    let futex = AsFutex::<Shared>::as_futex(word);
+    match futex.wait_for(expected, timeout) {
+        Ok(()) | Err(TimedWaitError::WrongValue) | Err(TimedWaitError::Interrupted) | Err(TimedWaitError::TimedOut) => {
+        }
+    }
+}
+
+/// Wakes every process parked on the futex word.
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    let futex = AsFutex::<Shared>::as_futex(word);
+    futex.wake(i32::MAX);
+}
+
+fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Kind of an OFD lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    Shared,
+    Exclusive,
+}
+
+fn flock_for(kind: libc::c_short, byte: i64) -> libc::flock {
+    // SAFETY: flock is a plain C struct; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    fl.l_pid = 0; // required by F_OFD_* commands
+    fl
+}
+
+/// Takes an open-file-description lock on one byte without waiting.
+/// `Ok(false)` means another open file description holds a conflicting lock.
+/// The kernel drops the lock when the file description closes, including
+/// when the process dies.
+pub(crate) fn ofd_try_lock(file: &File, byte: i64, kind: LockKind) -> io::Result<bool> {
+    let ty = match kind {
+        LockKind::Shared => libc::F_RDLCK,
+        LockKind::Exclusive => libc::F_WRLCK,
+    } as libc::c_short;
+    let fl = flock_for(ty, byte);
+    // SAFETY: fcntl with F_OFD_SETLK reads the flock struct we pass by pointer,
+    // which lives for the duration of the call; the fd is open (borrowed from `file`).
+    let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if ret == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// Releases this file description's lock on one byte.
+pub(crate) fn ofd_unlock(file: &File, byte: i64) {
+    let fl = flock_for(libc::F_UNLCK as libc::c_short, byte);
+    // SAFETY: as in `ofd_try_lock`; unlocking a byte we do not hold is a no-op.
+    let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+}
+
+/// Whether some other open file description holds a write lock on `byte`
+/// (i.e. the peer owning it is alive). Does not take or change any lock.
+pub(crate) fn ofd_is_locked(file: &File, byte: i64) -> io::Result<bool> {
+    let mut fl = flock_for(libc::F_WRLCK as libc::c_short, byte);
+    // SAFETY: F_OFD_GETLK writes the conflicting lock (if any) into `fl`, a
+    // valid, exclusively borrowed flock struct.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// `open(path, O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0600)`.
+pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid NUL-terminated path; open has no other preconditions.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `open(path, O_RDWR|O_NOFOLLOW|O_CLOEXEC)` (or read-only).
+pub(crate) fn open_existing(path: &Path, write: bool) -> io::Result<File> {
+    let c = cstr(path)?;
+    let acc = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), acc | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Sets the mode exactly, whatever the umask.
+pub(crate) fn fchmod(file: &File, mode: u32) -> io::Result<()> {
+    // SAFETY: plain syscall on an open fd.
+    cvt(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) }).map(|_| ())
+}
+
+/// Reserves `len` bytes so that a full filesystem fails here, not with SIGBUS later.
+pub(crate) fn fallocate(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on an open fd; posix_fallocate returns the error number.
+    let ret = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(ret))
+    }
+}
+
+/// `link(from, to)`: fails with EEXIST when `to` exists (including a symlink).
+pub(crate) fn link(from: &Path, to: &Path) -> io::Result<()> {
+    let a = cstr(from)?;
+    let b = cstr(to)?;
+    // SAFETY: both are valid NUL-terminated paths.
+    cvt(unsafe { libc::link(a.as_ptr(), b.as_ptr()) }).map(|_| ())
+}
+
+/// File identity and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub nlink: u64,
+    pub mode: u32,
+    pub uid: u32,
+}
+
+impl Stat {
+    pub(crate) fn is_regular(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.mode & libc::S_IFMT {
+            libc::S_IFREG => "a regular file",
+            libc::S_IFDIR => "a directory",
+            libc::S_IFLNK => "a symbolic link",
+            libc::S_IFIFO => "a FIFO",
+            libc::S_IFSOCK => "a socket",
+            libc::S_IFCHR | libc::S_IFBLK => "a device",
+            _ => "not a regular file",
+        }
+    }
+}
+
+fn to_stat(st: &libc::stat) -> Stat {
+    Stat {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        nlink: st.st_nlink,
+        mode: st.st_mode,
+        uid: st.st_uid,
+    }
+}
+
+pub(crate) fn fstat(file: &File) -> io::Result<Stat> {
+    // SAFETY: zeroed stat is a valid out-parameter; fstat fills it.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and a valid, exclusively borrowed out-pointer.
+    cvt(unsafe { libc::fstat(file.as_raw_fd(), &mut st) })?;
+    Ok(to_stat(&st))
+}
+
+/// `lstat`: does not follow a final symlink.
+pub(crate) fn lstat(path: &Path) -> io::Result<Stat> {
+    let c = cstr(path)?;
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    cvt(unsafe { libc::lstat(c.as_ptr(), &mut st) })?;
+    Ok(to_stat(&st))
+}
+
+pub(crate) fn getuid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// Creates a directory with exactly `mode` (mkdir then chmod, so the umask cannot narrow it).
+pub(crate) fn mkdir_exact(path: &Path, mode: u32) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: valid path.
+    cvt(unsafe { libc::mkdir(c.as_ptr(), mode as libc::mode_t) })?;
+    // SAFETY: valid path.
+    cvt(unsafe { libc::chmod(c.as_ptr(), mode as libc::mode_t) }).map(|_| ())
+}
+
+/// msync(MS_SYNC) of a mapped range.
+///
+/// # Safety
+/// `ptr..ptr+len` must be a mapping owned by the caller, `ptr` page-aligned.
+pub(crate) unsafe fn msync(ptr: *mut u8, len: usize) -> io::Result<()> {
+    // SAFETY: forwarded to the caller.
+    cvt(unsafe { libc::msync(ptr.cast(), len, libc::MS_SYNC) }).map(|_| ())
+}

@@ -1,0 +1,150 @@
+//! Bus names and the directory that holds bus files.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::os;
+
+/// The longest bus name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks a bus name against `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` before any system call.
+///
+/// ```
+/// assert!(shmbus_core::validate_name("orders.v2").is_ok());
+/// assert!(shmbus_core::validate_name("../etc").is_err());
+/// assert!(shmbus_core::validate_name("a/b").is_err());
+/// assert!(shmbus_core::validate_name("").is_err());
+/// ```
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidName { name: name.to_owned(), reason });
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return bad("it is empty");
+    }
+    if bytes.len() > MAX_NAME_LEN {
+        return bad("it is longer than 64 bytes");
+    }
+    if !bytes[0].is_ascii_alphanumeric() {
+        return bad("it must start with a letter or a digit");
+    }
+    if let Some(&b) = bytes.iter().find(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))) {
+        return if b == b'/' {
+            bad("it contains '/'")
+        } else if b.is_ascii_control() {
+            bad("it contains a control character")
+        } else {
+            bad("it contains a character other than A-Z a-z 0-9 . _ -")
+        };
+    }
+    Ok(())
+}
+
+/// The directory a config resolves to: `dir`, else `$SHMBUS_DIR`, else
+/// `/dev/shm/shmbus-<uid>` on Linux when /dev/shm exists, else
+/// `<temp dir>/shmbus-<uid>`. Nothing is created or checked here.
+///
+/// ```
+/// let cfg = shmbus_core::BusConfig::default().dir("/var/tmp/buses");
+/// assert_eq!(shmbus_core::resolve_dir(&cfg), std::path::PathBuf::from("/var/tmp/buses"));
+/// ```
+pub fn resolve_dir(cfg: &crate::BusConfig) -> PathBuf {
+    if let Some(d) = &cfg.dir {
+        return d.clone();
+    }
+    if let Some(d) = std::env::var_os("SHMBUS_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    default_dir()
+}
+
+/// The per-user default directory.
+pub fn default_dir() -> PathBuf {
+    let uid = os::getuid();
+    let shm = Path::new("/dev/shm");
+    if cfg!(target_os = "linux") && shm.is_dir() {
+        shm.join(format!("shmbus-{uid}"))
+    } else {
+        std::env::temp_dir().join(format!("shmbus-{uid}"))
+    }
+}
+
+/// Makes sure the directory exists (creating the default one 0700) and is safe:
+/// a directory not owned by this user (or root), or writable by others without
+/// the sticky bit, is refused.
+pub(crate) fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
+    match os::lstat(dir) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
+            if let Err(e) = os::mkdir_exact(dir, 0o700) {
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(Error::io("", dir, "create the bus directory", e));
+                }
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(Error::UnsafeDir { path: dir.to_owned(), reason: "it does not exist".into() })
+        }
+        Err(e) => return Err(Error::io("", dir, "inspect the bus directory", e)),
+    }
+    check_dir(dir)
+}
+
+/// The safety check alone.
+pub(crate) fn check_dir(dir: &Path) -> Result<()> {
+    // Follow a symlinked directory (e.g. /tmp -> /private/tmp) but judge its target.
+    let st = std::fs::metadata(dir).map_err(|e| Error::io("", dir, "inspect the bus directory", e))?;
+    use std::os::unix::fs::MetadataExt;
+    if !st.is_dir() {
+        return Err(Error::UnsafeDir { path: dir.to_owned(), reason: "it is not a directory".into() });
+    }
+    let me = os::getuid();
+    if st.uid() != me && st.uid() != 0 {
+        return Err(Error::UnsafeDir {
+            path: dir.to_owned(),
+            reason: format!("it is owned by uid {}, not by you (uid {me}) or root", st.uid()),
+        });
+    }
+    let mode = st.mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(Error::UnsafeDir {
+            path: dir.to_owned(),
+            reason: format!(
+                "it is writable by everyone (mode {:o}) without the sticky bit, so others could replace bus files",
+                mode & 0o7777
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `<dir>/<name>.bus`.
+pub fn bus_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.bus"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "A-b_c.d", "0", &"x".repeat(64)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "../x", "a/b", "-a", ".hidden", "a b", "a\nb", "é", &"x".repeat(65), "a\0b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn world_writable_dir_without_sticky_bit_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_dir(d.path()).unwrap_err();
+        assert!(err.to_string().contains("sticky"), "{err}");
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check_dir(d.path()).unwrap();
+    }
+}

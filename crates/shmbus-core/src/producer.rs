@@ -1,0 +1,296 @@
+//! The publishing side of the ring protocol: claim, write, commit.
+//!
+//! A claim advances the shared 128-bit tail `(position, sequence)` with one
+//! compare-and-swap, so every message gets its place in the byte stream and
+//! its global sequence number atomically: all subscribers see one total order,
+//! and a lagging subscriber learns exactly how many messages it lost from the
+//! sequence numbers alone. Before the CAS the publisher announces the claim in
+//! its peer slot (`hold`, `hold_end`), so that other publishers never lap a
+//! frame still being written and a reader can repair the frame if this
+//! process dies before committing it.
+
+use std::sync::atomic::{fence, Ordering};
+use std::time::Instant;
+
+use crate::bus::Bus;
+use crate::config::{Overflow, PeerKind, WaitStrategy};
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::region::Region;
+use crate::ring::{at_or_before, distance, Placement};
+
+/// Why a message could not be claimed.
+#[derive(Debug)]
+pub enum ClaimError {
+    /// The payload is larger than the bus's `max_message`.
+    TooLarge {
+        /// Payload length.
+        len: usize,
+        /// The bus's limit.
+        max: usize,
+    },
+    /// No space before the deadline (block mode: a subscriber is a lap behind).
+    Full,
+    /// The bus file is damaged.
+    Bus(Error),
+}
+
+/// A claimed, not yet committed frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    placement: Placement,
+    seq: u64,
+    len: usize,
+}
+
+impl Claim {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The message's global sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// The raw publisher over a bus handle.
+#[derive(Debug)]
+pub struct Producer {
+    bus: Bus,
+    /// Claims may end at or before this position (cached; see `scan_limit`).
+    limit: u64,
+    limit_valid: bool,
+    epoch: u64,
+    overwrite: bool,
+    wait: WaitStrategy,
+}
+
+impl Producer {
+    /// Wraps a bus handle attached as a publisher.
+    pub fn new(bus: Bus, wait: WaitStrategy) -> Producer {
+        assert_eq!(bus.kind, PeerKind::Publisher, "Producer::new needs a publisher handle");
+        let overwrite = bus.region.info.overflow == Overflow::Overwrite;
+        Producer { bus, limit: 0, limit_valid: false, epoch: u64::MAX, overwrite, wait }
+    }
+
+    /// The bus handle.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Sets the wait strategy.
+    pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
+        self.wait = wait;
+    }
+
+    /// The wait strategy.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Largest payload.
+    pub fn max_message(&self) -> usize {
+        self.bus.region.info.max_message as usize
+    }
+
+    fn region(&self) -> &Region {
+        &self.bus.region
+    }
+
+    /// Publishes `bytes`, waiting for space until `deadline` (`None`: for
+    /// ever; a past deadline: do not wait).
+    pub fn send(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<u64, ClaimError> {
+        let claim = self.claim(bytes.len(), deadline)?;
+        let off = self.region().data_off(claim.placement.frame_start) + FRAME_HEADER;
+        self.region().mem.copy_in(off, bytes);
+        let seq = claim.seq;
+        self.commit(claim, false);
+        Ok(seq)
+    }
+
+    /// Claims a frame for `len` payload bytes, waiting for space until `deadline`.
+    pub fn claim(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim, ClaimError> {
+        if len > self.max_message() {
+            return Err(ClaimError::TooLarge { len, max: self.max_message() });
+        }
+        loop {
+            if let Some(c) = self.try_claim(len) {
+                return Ok(c);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClaimError::Full);
+            }
+            self.wait_for_space(len, deadline);
+        }
+    }
+
+    /// Parks until a claim of `len` bytes would fit (or the deadline), reaping
+    /// a dead peer that holds us back.
+    fn wait_for_space(&mut self, len: usize, deadline: Option<Instant>) {
+        let region = &self.bus.region;
+        let (slot, overwrite) = (self.bus.slot, self.overwrite);
+        crate::wait::wait_until(
+            self.wait,
+            deadline,
+            region.mem.u32(OFF_SPACE_FUTEX),
+            region.mem.u32(OFF_SPACE_WAITERS),
+            || {
+                let tail = region.tail().0;
+                let need = region.geo.place(tail, len).claim_end;
+                at_or_before(need, scan_limit(region, slot, overwrite, tail).0)
+            },
+            || {
+                let tail = region.tail().0;
+                if let (_, Some(gating)) = scan_limit(region, slot, overwrite, tail) {
+                    region.try_reap(gating, slot);
+                }
+            },
+        );
+        self.limit_valid = false;
+    }
+
+    /// One attempt to claim without waiting for space.
+    pub fn try_claim(&mut self, len: usize) -> Option<Claim> {
+        let region = &self.bus.region;
+        let slot = self.bus.slot;
+        let tail_word = region.mem.u128(OFF_TAIL);
+        let epoch = region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::Acquire);
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.limit_valid = false;
+        }
+        // Bounded: each failed CAS means another publisher made progress.
+        for _ in 0..1_000_000 {
+            // SYNC POINT with the CAS of other publishers (AcqRel) below.
+            let cur = tail_word.load(Ordering::Acquire);
+            let (pos, seq) = (cur as u64, (cur >> 64) as u64);
+            let p = region.geo.place(pos, len);
+            if !self.limit_valid || !at_or_before(p.claim_end, self.limit) {
+                self.limit = scan_limit(region, slot, self.overwrite, pos).0;
+                self.limit_valid = true;
+                if !at_or_before(p.claim_end, self.limit) {
+                    return None;
+                }
+            }
+            // Announce the claim before making it.
+            let m = &region.mem;
+            m.u64(region.slot_off(slot, SLOT_HOLD_END)).store(p.claim_end, Ordering::Relaxed);
+            m.u64(region.slot_off(slot, SLOT_HOLD)).store(pos, Ordering::Relaxed);
+            m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE, Ordering::Relaxed);
+            // SYNC POINT with the fence in another publisher's `scan_limit` and a
+            // reaper's scan in `pad_dead_claim`: anyone who sees the tail move past
+            // `pos` also sees this announcement.
+            fence(Ordering::SeqCst);
+            let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(1)) << 64);
+            if tail_word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                continue;
+            }
+            m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
+            for (b, first) in region.geo.hints_for(&p) {
+                // SYNC POINT with the Acquire load of a hint in `Consumer::resync`.
+                m.u64(OFF_HINTS + region.geo.hint_index(b) * 8).store(first, Ordering::Release);
+            }
+            if p.padding() > 0 {
+                region.write_padding(p.claim_start, p.padding(), slot);
+            }
+            return Some(Claim { placement: p, seq, len });
+        }
+        None
+    }
+
+    /// The payload bytes of a claim, to be written before `commit`.
+    pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
+        let off = self.region().data_off(claim.placement.frame_start) + FRAME_HEADER;
+        self.region().mem.ptr(off, claim.len)
+    }
+
+    /// Commits a claim: stamps the frame with its own position (Release), then
+    /// drops the hold and wakes parked subscribers if any. With `as_padding`
+    /// the frame is published as padding (an abandoned loan).
+    pub fn commit(&mut self, claim: Claim, as_padding: bool) {
+        let region = &self.bus.region;
+        let m = &region.mem;
+        let slot = self.bus.slot;
+        let pos = claim.placement.frame_start;
+        if as_padding {
+            region.write_padding(pos, claim.placement.frame_len, slot);
+        } else {
+            m.u32(region.frame_off(pos, FRAME_LEN)).store(claim.len as u32, Ordering::Relaxed);
+            m.u32(region.frame_off(pos, FRAME_META)).store(slot << 16, Ordering::Relaxed);
+            m.u64(region.frame_off(pos, FRAME_SEQ)).store(claim.seq, Ordering::Relaxed);
+            // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
+            // a subscriber that sees its position here sees the payload and header.
+            m.u64(region.frame_off(pos, FRAME_STAMP)).store(pos, Ordering::Release);
+        }
+        // After the stamp: a reaper that sees the hold gone sees the stamp.
+        m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(0, Ordering::Release);
+        let msgs = m.u64(region.slot_off(slot, SLOT_MESSAGES));
+        msgs.store(msgs.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        let bytes = m.u64(region.slot_off(slot, SLOT_BYTES));
+        bytes.store(bytes.load(Ordering::Relaxed).wrapping_add(claim.len as u64), Ordering::Relaxed);
+        // SYNC POINT with the SeqCst increment of `data_waiters` in a parking subscriber.
+        fence(Ordering::SeqCst);
+        crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u32(OFF_DATA_WAITERS));
+        // Publishers parked behind this one's in-flight claim (same cache line, no extra miss).
+        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
+    }
+
+    /// msync the mapping.
+    pub fn flush(&self) -> Result<()> {
+        self.bus.flush()
+    }
+}
+
+/// Computes how far the tail may advance: a full lap past the peer furthest
+/// behind `tail` among those holding publishers back (live subscribers in
+/// block mode, and every publisher's in-flight claim). Returns the limit and
+/// the slot furthest behind, if any holds back.
+pub(crate) fn scan_limit(region: &Region, own: u32, overwrite: bool, tail: u64) -> (u64, Option<u32>) {
+    let m = &region.mem;
+    let cap = region.geo.capacity;
+    let mut behind_max = 0u64;
+    let mut gating = None;
+    // SYNC POINT with the fence(SeqCst) a publisher issues after announcing a claim.
+    fence(Ordering::SeqCst);
+    for slot in 0..region.scan_len() {
+        if slot == own {
+            continue;
+        }
+        // SYNC POINT with the Release store of `state` in `alloc_slot`.
+        let state = m.u32(region.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire);
+        let holds = match state {
+            STATE_PUBLISHER => true,
+            STATE_SUBSCRIBER => !overwrite,
+            _ => false,
+        };
+        if !holds || m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
+            continue;
+        }
+        // SYNC POINT with the Release store of a subscriber's hold after it has
+        // read the bytes before it: we may overwrite them once we see it.
+        let hold = m.u64(region.slot_off(slot, SLOT_HOLD)).load(Ordering::Acquire);
+        let behind = distance(hold, tail);
+        // A hold ahead of the tail is bogus (or from a damaged slot): ignore it.
+        // One more than a lap behind is clamped to a lap (it blocks until reaped).
+        if behind >= 1 << 63 {
+            continue;
+        }
+        let behind = behind.min(cap);
+        if gating.is_none() || behind > behind_max {
+            behind_max = behind;
+            gating = Some(slot);
+        }
+    }
+    (tail.wrapping_sub(behind_max).wrapping_add(cap), gating)
+}
+
+impl From<Error> for ClaimError {
+    fn from(e: Error) -> Self {
+        ClaimError::Bus(e)
+    }
+}

@@ -1,0 +1,515 @@
+//! Creating, opening, validating and unmapping a bus file.
+//!
+//! # Why the mapping is reached only through atomics and checked copies
+//! The mapping is shared with other processes that may write any byte at any
+//! time (a bug, a crash half-way through a write, or malice). Rust references
+//! to plain data in it would be undefined behaviour the moment another process
+//! writes there, so [`Mem`] hands out only `&Atomic*` to aligned words (which
+//! are allowed to change underneath us) and copies payload bytes out with raw
+//! pointer copies whose result is validated afterwards. Every offset is
+//! derived from a header that was validated when the file was opened, and
+//! checked again against the mapping's length where it comes from a position
+//! read out of the mapping.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portable_atomic::AtomicU128;
+
+use crate::config::{BusConfig, Overflow};
+use crate::error::{Error, Result};
+use crate::layout::*;
+use crate::os::{self, LockKind};
+use crate::ring::Geometry;
+
+/// A raw view of the mapped bytes (or of a heap buffer laid out the same way).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mem {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `Mem` is a pointer into a mapping that lives as long as the owning
+// `Region`; all access through it is by atomics or by checked raw copies, which
+// are sound from any thread.
+unsafe impl Send for Mem {}
+// SAFETY: as above.
+unsafe impl Sync for Mem {}
+
+impl Mem {
+    #[inline]
+    fn check(&self, off: usize, size: usize) {
+        assert!(
+            off % size == 0 && off.checked_add(size).is_some_and(|end| end <= self.len),
+            "shmbus internal error: offset {off} (+{size}) outside a mapping of {} bytes",
+            self.len
+        );
+    }
+
+    /// The 32-bit atomic at `off` (aligned, in bounds: checked).
+    #[inline]
+    pub(crate) fn u32(&self, off: usize) -> &AtomicU32 {
+        self.check(off, 4);
+        // SAFETY: in bounds and 4-aligned (checked above; the base is page-aligned);
+        // AtomicU32 has the size and alignment of u32 and may alias memory that
+        // other processes change concurrently.
+        unsafe { &*(self.base.add(off) as *const AtomicU32) }
+    }
+
+    /// The 64-bit atomic at `off`.
+    #[inline]
+    pub(crate) fn u64(&self, off: usize) -> &AtomicU64 {
+        self.check(off, 8);
+        // SAFETY: as in `u32`, for an 8-aligned in-bounds offset.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+
+    /// The 128-bit atomic at `off` (16-aligned).
+    #[inline]
+    pub(crate) fn u128(&self, off: usize) -> &AtomicU128 {
+        self.check(off, 16);
+        // SAFETY: as in `u32`, for a 16-aligned in-bounds offset; AtomicU128 is
+        // repr(C, align(16)) over a u128.
+        unsafe { &*(self.base.add(off) as *const AtomicU128) }
+    }
+
+    /// Copies `dst.len()` bytes from `off` out of the mapping. The bytes may be
+    /// changing while they are copied; callers validate them afterwards.
+    #[inline]
+    pub(crate) fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        assert!(off.checked_add(dst.len()).is_some_and(|e| e <= self.len), "copy_out out of bounds");
+        // SAFETY: the source range is inside the mapping (checked); `dst` is a
+        // distinct, exclusively borrowed buffer of our own. The source bytes are
+        // read as raw bytes without forming a reference; a concurrent writer can
+        // only make the copied values stale, which the caller's position check
+        // detects.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(off), dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// Copies `src` into the mapping at `off`.
+    #[inline]
+    pub(crate) fn copy_in(&self, off: usize, src: &[u8]) {
+        assert!(off.checked_add(src.len()).is_some_and(|e| e <= self.len), "copy_in out of bounds");
+        // SAFETY: the destination range is inside the mapping (checked) and is a
+        // claimed frame that only this publisher writes; `src` is our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(off), src.len()) }
+    }
+
+    /// A raw pointer to `off` (for loans and borrows, whose callers uphold the protocol).
+    #[inline]
+    pub(crate) fn ptr(&self, off: usize, len: usize) -> *mut u8 {
+        assert!(off.checked_add(len).is_some_and(|e| e <= self.len), "ptr out of bounds");
+        // SAFETY: in bounds (checked).
+        unsafe { self.base.add(off) }
+    }
+}
+
+/// The validated, immutable part of the header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// Layout version.
+    pub version: u32,
+    /// Ring capacity in bytes.
+    pub capacity: u64,
+    /// Largest payload.
+    pub max_message: u32,
+    /// Overflow policy.
+    pub overflow: Overflow,
+    /// Whether the file outlives its last peer.
+    pub persistent: bool,
+    /// Number of peer slots.
+    pub peer_slots: u32,
+    /// Offset of the peer table.
+    pub peer_offset: u64,
+    /// Offset of the data region.
+    pub data_offset: u64,
+    /// Length of the file.
+    pub file_len: u64,
+    /// Position of the first frame.
+    pub initial_position: u64,
+    /// The creating process.
+    pub creator_pid: u32,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+}
+
+impl HeaderInfo {
+    pub(crate) fn geometry(&self) -> Geometry {
+        Geometry { capacity: self.capacity, max_message: self.max_message }
+    }
+}
+
+enum Backing {
+    Map(memmap2::MmapRaw),
+    Heap(#[allow(dead_code)] Box<[HeapPage]>),
+}
+
+#[repr(C, align(4096))]
+#[derive(Clone, Copy)]
+struct HeapPage([u8; 4096]);
+
+/// An open bus file: its descriptor (carrying this handle's locks), its
+/// mapping and its validated header.
+pub struct Region {
+    pub(crate) bus: String,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Option<File>,
+    backing: Backing,
+    pub(crate) mem: Mem,
+    pub(crate) info: HeaderInfo,
+    pub(crate) geo: Geometry,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region").field("bus", &self.bus).field("path", &self.path).field("info", &self.info).finish()
+    }
+}
+
+/// The outcome of trying to create a bus file.
+pub(crate) enum Created {
+    /// We created it; the handle already holds the shared attach lock.
+    New(Region),
+    /// Another process created it first.
+    Exists,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl Region {
+    /// Creates `<dir>/<name>.bus` atomically: the file is built completely
+    /// under a temporary name and then hard-linked into place, so nobody can
+    /// ever open a half-built bus by name, exactly one racing creator wins the
+    /// link, and a creator that dies half-way leaves only a temporary file
+    /// (removed by gc) instead of blocking the name.
+    pub(crate) fn create(name: &str, dir: &Path, cfg: &BusConfig) -> Result<Created> {
+        let path = crate::path::bus_path(dir, name);
+        let tmp = dir.join(format!(".{name}.bus.{}.{}.tmp", os::getpid(), now_ns()));
+        let file = os::create_exclusive(&tmp).map_err(|e| Error::io(name, &tmp, "create", e))?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_file(&tmp);
+            e
+        };
+        os::fchmod(&file, cfg.mode).map_err(|e| cleanup(Error::io(name, &tmp, "set the mode of", e)))?;
+        // Held until the file is complete; the attach lock for our whole lifetime.
+        os::ofd_try_lock(&file, LOCK_INIT, LockKind::Exclusive)
+            .and_then(|_| os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Shared))
+            .map_err(|e| cleanup(Error::io(name, &tmp, "lock", e)))?;
+        let page = os::page_size();
+        let data_off = data_offset(cfg.max_peers, page);
+        let file_len = data_off + cfg.capacity;
+        os::fallocate(&file, file_len).map_err(|e| {
+            cleanup(match Error::io(name, &path, "reserve space for", e) {
+                Error::NoSpace { bus, path, .. } => Error::NoSpace { bus, path, needed: file_len },
+                other => other,
+            })
+        })?;
+        let map = memmap2::MmapOptions::new()
+            .len(file_len as usize)
+            .map_raw(&file)
+            .map_err(|e| cleanup(Error::io(name, &tmp, "map", e)))?;
+        let mem = Mem { base: map.as_mut_ptr(), len: file_len as usize };
+        let info = HeaderInfo {
+            version: LAYOUT_VERSION,
+            capacity: cfg.capacity,
+            max_message: cfg.max_message,
+            overflow: cfg.overflow,
+            persistent: cfg.persistent,
+            peer_slots: cfg.max_peers,
+            peer_offset: HEADER_SIZE as u64,
+            data_offset: data_off,
+            file_len,
+            initial_position: cfg.initial_position,
+            creator_pid: os::getpid(),
+            created_unix_ns: now_ns(),
+        };
+        write_header(&mem, &info, page);
+        let region = Region {
+            bus: name.to_owned(),
+            path: path.clone(),
+            file: Some(file),
+            backing: Backing::Map(map),
+            mem,
+            geo: info.geometry(),
+            info,
+        };
+        // SYNC POINT with the Acquire load of `ready` in `validate_header` of an
+        // opener: everything written above is visible to whoever sees ready == 1.
+        region.mem.u32(OFF_READY).store(1, Ordering::Release);
+        match os::link(&tmp, &path) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&tmp);
+                if let Some(f) = &region.file {
+                    os::ofd_unlock(f, LOCK_INIT);
+                }
+                Ok(Created::New(region))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let _ = std::fs::remove_file(&tmp);
+                Ok(Created::Exists)
+            }
+            Err(e) => Err(cleanup(Error::io(name, &path, "link", e))),
+        }
+    }
+
+    /// Opens an existing bus file, takes the shared attach lock (waiting
+    /// briefly while a last peer is removing it), and validates everything.
+    /// Returns `NotFound` when the file is gone (or was unlinked while we opened it).
+    pub(crate) fn open(name: &str, dir: &Path) -> Result<Region> {
+        let path = crate::path::bus_path(dir, name);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let file = os::open_existing(&path, true).map_err(|e| Error::io(name, &path, "open", e))?;
+            let st = os::fstat(&file).map_err(|e| Error::io(name, &path, "stat", e))?;
+            if !st.is_regular() {
+                return Err(Error::NotABusFile { bus: name.into(), path, found: st.kind() });
+            }
+            let locked = os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Shared)
+                .map_err(|e| Error::io(name, &path, "lock", e))?;
+            if !locked {
+                // The last peer (or gc) is deciding whether to remove the file.
+                if Instant::now() > deadline {
+                    return Err(Error::Busy { bus: name.into(), path, what: "another process removing the bus" });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let st = os::fstat(&file).map_err(|e| Error::io(name, &path, "stat", e))?;
+            if st.nlink == 0 {
+                // Removed between our open and our lock: it no longer has this name.
+                return Err(Error::NotFound { bus: name.into(), path });
+            }
+            return Region::from_file(name, path, file, st.size);
+        }
+    }
+
+    /// Maps and validates an already opened file.
+    pub(crate) fn from_file(name: &str, path: PathBuf, file: File, size: u64) -> Result<Region> {
+        if size < HEADER_SIZE as u64 {
+            return Err(Error::corrupt(
+                name,
+                &path,
+                format!("the file is {size} bytes, shorter than the {HEADER_SIZE}-byte header"),
+            ));
+        }
+        if size > MAX_CAPACITY + 64 * 1024 * 1024 {
+            return Err(Error::corrupt(name, &path, format!("the file is {size} bytes, larger than any bus")));
+        }
+        let map = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|e| Error::io(name, &path, "map", e))?;
+        let mem = Mem { base: map.as_mut_ptr(), len: size as usize };
+        let info = validate_header(&mem, size, name, &path)?;
+        Ok(Region {
+            bus: name.to_owned(),
+            path,
+            file: Some(file),
+            backing: Backing::Map(map),
+            mem,
+            geo: info.geometry(),
+            info,
+        })
+    }
+
+    /// A bus laid out in a heap buffer instead of a file: for in-process tests
+    /// (and Miri) of the ring protocol. Liveness locks always report alive.
+    pub fn heap(cfg: &BusConfig) -> Result<Region> {
+        cfg.validate()?;
+        let page = 4096;
+        let data_off = data_offset(cfg.max_peers, page);
+        let file_len = data_off + cfg.capacity;
+        let pages = (file_len as usize).div_ceil(4096);
+        let mut buf = vec![HeapPage([0; 4096]); pages].into_boxed_slice();
+        let mem = Mem { base: buf.as_mut_ptr().cast::<u8>(), len: file_len as usize };
+        let info = HeaderInfo {
+            version: LAYOUT_VERSION,
+            capacity: cfg.capacity,
+            max_message: cfg.max_message,
+            overflow: cfg.overflow,
+            persistent: true,
+            peer_slots: cfg.max_peers,
+            peer_offset: HEADER_SIZE as u64,
+            data_offset: data_off,
+            file_len,
+            initial_position: cfg.initial_position,
+            creator_pid: os::getpid(),
+            created_unix_ns: 0,
+        };
+        write_header(&mem, &info, page);
+        mem.u32(OFF_READY).store(1, Ordering::Release);
+        Ok(Region {
+            bus: "heap".into(),
+            path: PathBuf::from("<heap>"),
+            file: None,
+            backing: Backing::Heap(buf),
+            mem,
+            geo: info.geometry(),
+            info,
+        })
+    }
+
+    /// The bus name.
+    pub fn bus(&self) -> &str {
+        &self.bus
+    }
+    /// The bus file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The validated header.
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// msync the whole mapping.
+    pub(crate) fn flush(&self) -> Result<()> {
+        if let Backing::Map(map) = &self.backing {
+            // SAFETY: the mapping is ours, page-aligned, and `len` bytes long.
+            unsafe { os::msync(map.as_mut_ptr(), map.len()) }
+                .map_err(|e| Error::io(&self.bus, &self.path, "msync", e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn corrupt(&self, what: impl Into<String>) -> Error {
+        Error::corrupt(&self.bus, &self.path, what)
+    }
+
+    /// Byte offset of a peer slot's field.
+    #[inline]
+    pub(crate) fn slot_off(&self, slot: u32, field: usize) -> usize {
+        self.info.peer_offset as usize + slot as usize * PEER_SLOT_SIZE + field
+    }
+
+    /// Byte offset of a frame header field for a frame at `pos`.
+    #[inline]
+    pub(crate) fn frame_off(&self, pos: u64, field: usize) -> usize {
+        self.info.data_offset as usize + self.geo.offset(pos) + field
+    }
+
+    /// Byte offset of the data region at `pos`.
+    #[inline]
+    pub(crate) fn data_off(&self, pos: u64) -> usize {
+        self.info.data_offset as usize + self.geo.offset(pos)
+    }
+}
+
+fn write_header(mem: &Mem, info: &HeaderInfo, page: usize) {
+    let r = Ordering::Relaxed;
+    mem.u64(OFF_MAGIC).store(MAGIC, r);
+    mem.u32(OFF_VERSION).store(info.version, r);
+    mem.u32(OFF_READY).store(0, r);
+    mem.u64(OFF_FINGERPRINT).store(fingerprint(page), r);
+    mem.u32(OFF_HEADER_SIZE).store(HEADER_SIZE as u32, r);
+    mem.u32(OFF_PAGE_SIZE).store(page as u32, r);
+    mem.u64(OFF_CAPACITY).store(info.capacity, r);
+    mem.u32(OFF_MAX_MESSAGE).store(info.max_message, r);
+    mem.u32(OFF_POLICY).store(info.overflow.to_raw(), r);
+    mem.u32(OFF_FLAGS).store(if info.persistent { FLAG_PERSISTENT } else { 0 }, r);
+    mem.u32(OFF_PEER_SLOTS).store(info.peer_slots, r);
+    mem.u64(OFF_PEER_OFFSET).store(info.peer_offset, r);
+    mem.u64(OFF_DATA_OFFSET).store(info.data_offset, r);
+    mem.u64(OFF_FILE_LEN).store(info.file_len, r);
+    mem.u64(OFF_INITIAL_POSITION).store(info.initial_position, r);
+    mem.u32(OFF_CREATOR_PID).store(info.creator_pid, r);
+    mem.u64(OFF_CREATED_NS).store(info.created_unix_ns, r);
+    mem.u128(OFF_TAIL).store(u128::from(info.initial_position), r);
+    // Hints start out pointing before the first position: stale for every boundary.
+    let stale = info.initial_position.wrapping_sub(info.capacity);
+    for i in 0..HINTS {
+        mem.u64(OFF_HINTS + i * 8).store(stale, r);
+    }
+    // The data region is zero-filled, and a zero stamp would look like a
+    // committed frame at position 0: stamp offset 0 with a past position.
+    mem.u64(info.data_offset as usize).store(stale, r);
+}
+
+/// Validates the header of a mapped file of `size` bytes: magic, version,
+/// fingerprint, readiness and every size field. Never trusts a value before
+/// checking it.
+pub(crate) fn validate_header(mem: &Mem, size: u64, bus: &str, path: &Path) -> Result<HeaderInfo> {
+    let r = Ordering::Relaxed;
+    let corrupt = |what: String| Err(Error::corrupt(bus, path, what));
+    if mem.u64(OFF_MAGIC).load(r) != MAGIC {
+        return Err(Error::Foreign { bus: bus.into(), path: path.into() });
+    }
+    let version = mem.u32(OFF_VERSION).load(r);
+    if version != LAYOUT_VERSION {
+        return Err(Error::Version { bus: bus.into(), path: path.into(), found: version, supported: LAYOUT_VERSION });
+    }
+    // SYNC POINT with the Release store of `ready` in `Region::create`.
+    let ready = mem.u32(OFF_READY).load(Ordering::Acquire);
+    if ready != 1 {
+        return corrupt(format!("its ready word is {ready}: the creator never finished it"));
+    }
+    let page = mem.u32(OFF_PAGE_SIZE).load(r) as usize;
+    if page != os::page_size() {
+        return corrupt(format!("it was made for page size {page}, this machine uses {}", os::page_size()));
+    }
+    if mem.u64(OFF_FINGERPRINT).load(r) != fingerprint(page) {
+        return corrupt("its layout fingerprint differs from this build's (another shmbus build or byte order)".into());
+    }
+    if mem.u32(OFF_HEADER_SIZE).load(r) as usize != HEADER_SIZE {
+        return corrupt(format!("header size {} is not {HEADER_SIZE}", mem.u32(OFF_HEADER_SIZE).load(r)));
+    }
+    let capacity = mem.u64(OFF_CAPACITY).load(r);
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return corrupt(format!("capacity {capacity} is not a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}"));
+    }
+    let max_message = mem.u32(OFF_MAX_MESSAGE).load(r);
+    if max_message == 0 || u64::from(max_message) > max_message_for(capacity) {
+        return corrupt(format!("max_message {max_message} does not fit capacity {capacity}"));
+    }
+    let policy = mem.u32(OFF_POLICY).load(r);
+    let Some(overflow) = Overflow::from_raw(policy) else {
+        return corrupt(format!("unknown overflow policy {policy}"));
+    };
+    let flags = mem.u32(OFF_FLAGS).load(r);
+    if flags & !FLAG_PERSISTENT != 0 {
+        return corrupt(format!("unknown header flags {flags:#x}"));
+    }
+    let peer_slots = mem.u32(OFF_PEER_SLOTS).load(r);
+    if peer_slots == 0 || peer_slots > MAX_PEERS {
+        return corrupt(format!("peer slot count {peer_slots} is not between 1 and {MAX_PEERS}"));
+    }
+    let peer_offset = mem.u64(OFF_PEER_OFFSET).load(r);
+    if peer_offset != HEADER_SIZE as u64 {
+        return corrupt(format!("peer table offset {peer_offset} is not {HEADER_SIZE}"));
+    }
+    let data_off = mem.u64(OFF_DATA_OFFSET).load(r);
+    if data_off != data_offset(peer_slots, page) {
+        return corrupt(format!("data offset {data_off} does not follow a table of {peer_slots} slots"));
+    }
+    let file_len = mem.u64(OFF_FILE_LEN).load(r);
+    if file_len != data_off + capacity {
+        return corrupt(format!("recorded length {file_len} is not data offset {data_off} + capacity {capacity}"));
+    }
+    if size != file_len {
+        return corrupt(format!(
+            "the file is {size} bytes but its header describes {file_len} (truncated or extended by something else)"
+        ));
+    }
+    let initial_position = mem.u64(OFF_INITIAL_POSITION).load(r);
+    if initial_position & (capacity - 1) != 0 {
+        return corrupt(format!("initial position {initial_position:#x} is not a lap boundary"));
+    }
+    Ok(HeaderInfo {
+        version,
+        capacity,
+        max_message,
+        overflow,
+        persistent: flags & FLAG_PERSISTENT != 0,
+        peer_slots,
+        peer_offset,
+        data_offset: data_off,
+        file_len,
+        initial_position,
+        creator_pid: mem.u32(OFF_CREATOR_PID).load(r),
+        created_unix_ns: mem.u64(OFF_CREATED_NS).load(r),
+    })
+}

@@ -1,0 +1,216 @@
+//! Pure position arithmetic of the ring: no unsafe, no memory, no syscalls.
+//!
+//! Positions are 64-bit byte counters that only grow. They may wrap past
+//! 2^64 (tests start them near the top), so every comparison is made on
+//! wrapping differences, like TCP sequence numbers: `a` is at or before `b`
+//! when `b - a` (wrapping) is below 2^63.
+
+use crate::layout::{FRAME_ALIGN, FRAME_HEADER, HINTS};
+
+/// The geometry of a ring: everything the arithmetic needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes in the data region (a power of two).
+    pub capacity: u64,
+    /// Largest payload.
+    pub max_message: u32,
+}
+
+/// Where a claim of one message lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The claim starts here (the tail before the claim).
+    pub claim_start: u64,
+    /// The frame starts here (`claim_start`, or the next lap boundary when the
+    /// frame does not fit before the end of the region).
+    pub frame_start: u64,
+    /// Bytes of the frame (header + payload, rounded up to `FRAME_ALIGN`).
+    pub frame_len: u64,
+    /// The tail after the claim.
+    pub claim_end: u64,
+}
+
+impl Placement {
+    /// Bytes of padding before the frame (0 when it fits).
+    pub fn padding(&self) -> u64 {
+        self.frame_start.wrapping_sub(self.claim_start)
+    }
+}
+
+/// Distance from `from` forward to `to` (wrapping).
+#[inline]
+pub fn distance(from: u64, to: u64) -> u64 {
+    to.wrapping_sub(from)
+}
+
+/// True when `a` is at or before `b` (within half the position space).
+#[inline]
+pub fn at_or_before(a: u64, b: u64) -> bool {
+    distance(a, b) < (1 << 63)
+}
+
+/// Round `n` up to a multiple of `FRAME_ALIGN`.
+#[inline]
+pub fn align_frame(n: u64) -> u64 {
+    n.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
+}
+
+impl Geometry {
+    /// `position & (capacity - 1)`.
+    #[inline]
+    pub fn offset(&self, pos: u64) -> usize {
+        (pos & (self.capacity - 1)) as usize
+    }
+
+    /// Bytes from `pos` to the end of its lap.
+    #[inline]
+    pub fn room_to_lap_end(&self, pos: u64) -> u64 {
+        self.capacity - (pos & (self.capacity - 1))
+    }
+
+    /// The frame length for a payload of `len` bytes.
+    #[inline]
+    pub fn frame_len(&self, len: usize) -> u64 {
+        align_frame(FRAME_HEADER as u64 + len as u64)
+    }
+
+    /// The longest frame a valid publisher writes.
+    #[inline]
+    pub fn max_frame_len(&self) -> u64 {
+        self.frame_len(self.max_message as usize)
+    }
+
+    /// Where a message of `len` bytes goes when the tail is `tail`: frames never
+    /// wrap, so a frame that does not fit before the end of the region starts at
+    /// the next lap and the rest of this lap becomes padding.
+    pub fn place(&self, tail: u64, len: usize) -> Placement {
+        let frame_len = self.frame_len(len);
+        let room = self.room_to_lap_end(tail);
+        let frame_start = if frame_len <= room { tail } else { tail.wrapping_add(room) };
+        Placement { claim_start: tail, frame_start, frame_len, claim_end: frame_start.wrapping_add(frame_len) }
+    }
+
+    /// Bytes between hint boundaries.
+    #[inline]
+    pub fn segment(&self) -> u64 {
+        self.capacity / HINTS as u64
+    }
+
+    /// The hint slot of boundary `b` (a multiple of `segment()`).
+    #[inline]
+    pub fn hint_index(&self, b: u64) -> usize {
+        ((b / self.segment()) % HINTS as u64) as usize
+    }
+
+    /// The first hint boundary at or after `pos`.
+    #[inline]
+    pub fn next_boundary(&self, pos: u64) -> u64 {
+        let seg = self.segment();
+        pos.wrapping_add(seg - 1) & !(seg - 1)
+    }
+
+    /// The hints a claim must write: for each segment boundary `b` in
+    /// `[claim_start, claim_end)`, the first frame start at or after `b`.
+    pub fn hints_for(&self, p: &Placement) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let seg = self.segment();
+        let span = distance(p.claim_start, p.claim_end);
+        let first = self.next_boundary(p.claim_start);
+        let p = *p;
+        (0..)
+            .map(move |k: u64| first.wrapping_add(k * seg))
+            .take_while(move |b| distance(p.claim_start, *b) < span)
+            .map(move |b| {
+                let first_frame = if b == p.claim_start {
+                    b
+                } else if at_or_before(b, p.frame_start) {
+                    p.frame_start
+                } else {
+                    p.claim_end
+                };
+                (b, first_frame)
+            })
+    }
+
+    /// Whether a hint value `h` read for boundary `b` can be right: the first
+    /// frame start at or after `b` lies within one segment plus one claim.
+    pub fn hint_plausible(&self, b: u64, h: u64) -> bool {
+        distance(b, h) <= self.segment() + 2 * self.max_frame_len() && h & (FRAME_ALIGN - 1) == 0
+    }
+
+    /// The lap boundary at or after `pos`: always a frame start.
+    #[inline]
+    pub fn next_lap(&self, pos: u64) -> u64 {
+        pos.wrapping_add(self.capacity - 1) & !(self.capacity - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo() -> Geometry {
+        Geometry { capacity: 4096, max_message: 1000 }
+    }
+
+    #[test]
+    fn frames_are_aligned_and_hold_their_header() {
+        let g = geo();
+        assert_eq!(g.frame_len(0), 32);
+        assert_eq!(g.frame_len(1), 64);
+        assert_eq!(g.frame_len(32), 64);
+        assert_eq!(g.frame_len(33), 96);
+        assert_eq!(g.max_frame_len(), 1056);
+    }
+
+    #[test]
+    fn a_frame_that_does_not_fit_moves_to_the_next_lap() {
+        let g = geo();
+        let p = g.place(4096 - 64, 100);
+        assert_eq!(p.frame_start, 4096);
+        assert_eq!(p.padding(), 64);
+        assert_eq!(p.claim_end, 4096 + 160);
+        let p = g.place(4096 - 160, 100);
+        assert_eq!(p.frame_start, 4096 - 160);
+        assert_eq!(p.padding(), 0);
+        assert_eq!(p.claim_end, 4096);
+    }
+
+    #[test]
+    fn placement_works_across_the_top_of_the_position_space() {
+        let g = geo();
+        let t = u64::MAX - 63; // 64 bytes before 2^64, lap end is at 2^64 == 0
+        let p = g.place(t, 100);
+        assert_eq!(p.frame_start, 0);
+        assert_eq!(p.claim_end, 160);
+        assert_eq!(distance(p.claim_start, p.claim_end), 224);
+        assert!(at_or_before(t, p.claim_end));
+        assert_eq!(g.offset(p.frame_start), 0);
+    }
+
+    #[test]
+    fn hints_name_the_first_frame_at_or_after_each_boundary() {
+        let g = geo(); // segment 32
+        let p = g.place(0, 100); // [0, 160)
+        let hints: Vec<_> = g.hints_for(&p).collect();
+        assert_eq!(hints, vec![(0, 0), (32, 160), (64, 160), (96, 160), (128, 160)]);
+        let p = g.place(4096 - 64, 100); // pad [4032, 4096), frame [4096, 4256)
+        let hints: Vec<_> = g.hints_for(&p).collect();
+        assert_eq!(hints[0], (4032, 4032));
+        assert_eq!(hints[1], (4064, 4096));
+        assert_eq!(hints[2], (4096, 4096));
+        assert_eq!(hints.last().copied(), Some((4224, 4256)));
+        for (b, h) in hints {
+            assert!(g.hint_plausible(b, h));
+        }
+    }
+
+    #[test]
+    fn lap_and_boundary_rounding() {
+        let g = geo();
+        assert_eq!(g.next_lap(0), 0);
+        assert_eq!(g.next_lap(1), 4096);
+        assert_eq!(g.next_lap(u64::MAX - 10), 0);
+        assert_eq!(g.next_boundary(33), 64);
+        assert_eq!(g.hint_index(4096 + 64), 2);
+    }
+}

@@ -1,0 +1,103 @@
+//! Waiting for a condition on the shared memory: spin, then park on a shared
+//! futex word, always in a loop that re-checks the condition and always with
+//! a bounded park so that a dead waker cannot hang the waiter.
+//!
+//! The handshake with the waker (no lost wake-up):
+//! ```text
+//! waiter                              waker
+//! v = futex.load()                    make condition true
+//! waiters.fetch_add(1)   (SeqCst)     fence(SeqCst)
+//! if condition: return                if waiters.load() > 0:
+//! futex_wait(futex, v, slice)             futex.fetch_add(1); futex_wake(all)
+//! ```
+//! Either the waker's fence comes after the waiter's increment in the single
+//! SeqCst order, and then it sees a waiter and bumps the futex word (so a
+//! `futex_wait` still expecting `v` returns at once), or it comes before, and
+//! then the waiter's re-check sees the condition.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{WaitStrategy, PARK_SLICE};
+use crate::os;
+
+/// Spins before parking in [`WaitStrategy::SpinThenPark`].
+const SPIN_LIMIT: u32 = 4096;
+
+/// Bumps the futex word and wakes every parked waiter.
+pub(crate) fn wake(futex: &AtomicU32) {
+    // SYNC POINT with the load of the futex word by a waiter before it parks:
+    // the bump makes a futex_wait that still expects the old value return.
+    futex.fetch_add(1, Ordering::Release);
+    os::futex_wake_all(futex);
+}
+
+/// Wakes waiters on `futex` if `waiters` says anyone is parked. The caller has
+/// made its condition true and issued `fence(SeqCst)` just before.
+#[inline]
+pub(crate) fn wake_if_waiting(futex: &AtomicU32, waiters: &AtomicU32) {
+    if waiters.load(Ordering::Relaxed) > 0 {
+        wake(futex);
+    }
+}
+
+/// Waits until `ready()` or the deadline. `look_around()` runs about every
+/// `PARK_SLICE` while waiting (to find dead peers). Returns whether `ready()`
+/// became true.
+pub(crate) fn wait_until(
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    futex: &AtomicU32,
+    waiters: &AtomicU32,
+    mut ready: impl FnMut() -> bool,
+    mut look_around: impl FnMut(),
+) -> bool {
+    let mut spins: u32 = 0;
+    let mut last_look = Instant::now();
+    loop {
+        if ready() {
+            return true;
+        }
+        let spin = match strategy {
+            WaitStrategy::BusySpin => true,
+            WaitStrategy::SpinThenPark => spins < SPIN_LIMIT,
+            WaitStrategy::Park => false,
+        };
+        if spin {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 1024 != 0 {
+                continue;
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return ready();
+            }
+            if now.duration_since(last_look) >= PARK_SLICE {
+                look_around();
+                last_look = now;
+            }
+            continue;
+        }
+        let now = Instant::now();
+        let slice = match deadline {
+            Some(d) if now >= d => return ready(),
+            Some(d) => (d - now).min(PARK_SLICE),
+            None => PARK_SLICE,
+        };
+        let seen = futex.load(Ordering::Acquire);
+        // SYNC POINT with the fence(SeqCst) of the waker in `wake_if_waiting`'s caller.
+        waiters.fetch_add(1, Ordering::SeqCst);
+        if ready() {
+            waiters.fetch_sub(1, Ordering::Relaxed);
+            return true;
+        }
+        os::futex_wait(futex, seen, slice.max(Duration::from_micros(1)));
+        waiters.fetch_sub(1, Ordering::Relaxed);
+        let now = Instant::now();
+        if now.duration_since(last_look) >= PARK_SLICE {
+            look_around();
+            last_look = now;
+        }
+    }
+}
