@@ -143,12 +143,32 @@ impl HeaderInfo {
 
 enum Backing {
     Map(memmap2::MmapRaw),
-    Heap(#[allow(dead_code)] Box<[HeapPage]>),
+    Heap(std::sync::Arc<HeapBuf>),
 }
 
 #[repr(C, align(4096))]
 #[derive(Clone, Copy)]
 struct HeapPage([u8; 4096]);
+
+/// A heap buffer standing in for a mapping; shared between handles by `Arc`.
+struct HeapBuf {
+    base: *mut HeapPage,
+    pages: usize,
+}
+
+// SAFETY: the buffer is only reached through `Mem` (atomics and checked raw
+// copies), which is sound from any thread.
+unsafe impl Send for HeapBuf {}
+// SAFETY: as above.
+unsafe impl Sync for HeapBuf {}
+
+impl Drop for HeapBuf {
+    fn drop(&mut self) {
+        // SAFETY: `base` and `pages` came from `Box::into_raw` of a boxed slice
+        // of exactly `pages` pages in `Region::heap`, and are freed only here.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.base, self.pages)) });
+    }
+}
 
 /// An open bus file: its descriptor (carrying this handle's locks), its
 /// mapping and its validated header.
@@ -324,8 +344,9 @@ impl Region {
         let data_off = data_offset(cfg.max_peers, page);
         let file_len = data_off + cfg.capacity;
         let pages = (file_len as usize).div_ceil(4096);
-        let mut buf = vec![HeapPage([0; 4096]); pages].into_boxed_slice();
-        let mem = Mem { base: buf.as_mut_ptr().cast::<u8>(), len: file_len as usize };
+        let raw = Box::into_raw(vec![HeapPage([0; 4096]); pages].into_boxed_slice());
+        let buf = std::sync::Arc::new(HeapBuf { base: raw.cast::<HeapPage>(), pages });
+        let mem = Mem { base: buf.base.cast::<u8>(), len: file_len as usize };
         let info = HeaderInfo {
             version: LAYOUT_VERSION,
             capacity: cfg.capacity,
@@ -351,6 +372,23 @@ impl Region {
             geo: info.geometry(),
             info,
         })
+    }
+
+    /// Another view of the same heap region (for a second handle in tests);
+    /// `None` for a file-backed region (open the file again instead).
+    pub fn share_heap(&self) -> Option<Region> {
+        match &self.backing {
+            Backing::Heap(buf) => Some(Region {
+                bus: self.bus.clone(),
+                path: self.path.clone(),
+                file: None,
+                backing: Backing::Heap(buf.clone()),
+                mem: self.mem,
+                info: self.info.clone(),
+                geo: self.geo,
+            }),
+            Backing::Map(_) => None,
+        }
     }
 
     /// The bus name.
