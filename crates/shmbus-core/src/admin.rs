@@ -55,6 +55,10 @@ pub struct BusStatus {
     pub published: u64,
     /// Occupied slots.
     pub peers: Vec<PeerInfo>,
+    /// Subscribers parked (or about to park) waiting for data.
+    pub data_waiters: u32,
+    /// Publishers parked (or about to park) waiting for space.
+    pub space_waiters: u32,
 }
 
 impl BusStatus {
@@ -123,6 +127,8 @@ fn status(region: &Region) -> BusStatus {
         tail,
         published,
         peers,
+        data_waiters: m.u32(OFF_DATA_WAITERS).load(Ordering::Relaxed),
+        space_waiters: m.u32(OFF_SPACE_WAITERS).load(Ordering::Relaxed),
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Bus {
     pub(crate) region: Region,
     pub(crate) slot: u32,
     pub(crate) kind: PeerKind,
+    created: bool,
 }
 
 impl Bus {
@@ -43,13 +44,13 @@ impl Bus {
             match Region::open(name, &dir) {
                 Ok(region) => {
                     check_matches(&region, cfg)?;
-                    return Bus::join(region, kind);
+                    return Bus::join(region, kind, false);
                 }
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
             match Region::create(name, &dir, cfg)? {
-                Created::New(region) => return Bus::join(region, kind),
+                Created::New(region) => return Bus::join(region, kind, true),
                 Created::Exists => continue,
             }
         }
@@ -71,17 +72,22 @@ impl Bus {
             other => other,
         })?;
         let region = Region::open(name, &dir)?;
-        Bus::join(region, kind)
+        Bus::join(region, kind, false)
     }
 
     /// Wraps a heap region (in-process tests): no file, no locks.
     pub fn heap(region: Region, kind: PeerKind) -> Result<Bus> {
-        Bus::join(region, kind)
+        Bus::join(region, kind, false)
     }
 
-    fn join(region: Region, kind: PeerKind) -> Result<Bus> {
+    fn join(region: Region, kind: PeerKind, created: bool) -> Result<Bus> {
         let slot = region.alloc_slot(kind)?;
-        Ok(Bus { region, slot, kind })
+        Ok(Bus { region, slot, kind, created })
+    }
+
+    /// Whether this handle's `open_or_create` created the bus file.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The bus name.
