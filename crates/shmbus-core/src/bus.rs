@@ -146,9 +146,13 @@ impl Drop for Bus {
         }
         let Some(file) = &region.file else { return };
         // Last one out: only a handle that can take the attach byte
-        // exclusively is alone. Openers take it shared before they look at the
-        // file, and re-check the link count after, so none can attach to a
-        // file that is being unlinked.
+        // exclusively is alone. We drop our shared lock first, so that of two
+        // peers detaching at once the later one always succeeds (the earlier
+        // one's attempt fails while the other still holds its shared lock,
+        // and leaves nothing held behind). Openers take the byte shared before
+        // they look at the file and re-check the link count after, so none
+        // can attach to a file that is being unlinked.
+        os::ofd_unlock(file, LOCK_ATTACH);
         if !region.info.persistent && matches!(os::ofd_try_lock(file, LOCK_ATTACH, LockKind::Exclusive), Ok(true)) {
             unlink_if_same(&region.path, file);
         }

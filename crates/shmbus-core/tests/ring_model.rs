@@ -5,7 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use shmbus_core::{Bus, BusConfig, ClaimError, Consumer, Overflow, PeerKind, Poll, Producer, Region, StartAt, WaitStrategy};
+use shmbus_core::{
+    Bus, BusConfig, ClaimError, Consumer, Overflow, PeerKind, Poll, Producer, Region, StartAt, WaitStrategy,
+};
 
 fn payload(seq: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i * 7) as u8).collect()
@@ -119,11 +121,16 @@ proptest! {
 fn oldest_starts_at_the_oldest_retained_frame() {
     let cfg = BusConfig::default().capacity(4096).max_message(992);
     let region = Region::heap(&cfg).unwrap();
-    let mut publ = Producer::new(Bus::heap(region.share_heap().unwrap(), PeerKind::Publisher).unwrap(), WaitStrategy::Park);
+    let mut publ =
+        Producer::new(Bus::heap(region.share_heap().unwrap(), PeerKind::Publisher).unwrap(), WaitStrategy::Park);
     for i in 0..10u64 {
         publ.send(&payload(i, 100), None).unwrap();
     }
-    let mut sub = Consumer::new(Bus::heap(region.share_heap().unwrap(), PeerKind::Subscriber).unwrap(), StartAt::Oldest, WaitStrategy::Park);
+    let mut sub = Consumer::new(
+        Bus::heap(region.share_heap().unwrap(), PeerKind::Subscriber).unwrap(),
+        StartAt::Oldest,
+        WaitStrategy::Park,
+    );
     let mut buf = Vec::new();
     for i in 0..10u64 {
         assert_eq!(sub.try_read(&mut buf).unwrap(), Poll::Message { seq: i, len: 100 });
@@ -135,7 +142,11 @@ fn oldest_starts_at_the_oldest_retained_frame() {
     for i in 10..200u64 {
         publ.send(&payload(i, 100), None).unwrap();
     }
-    let mut sub = Consumer::new(Bus::heap(region.share_heap().unwrap(), PeerKind::Subscriber).unwrap(), StartAt::Oldest, WaitStrategy::Park);
+    let mut sub = Consumer::new(
+        Bus::heap(region.share_heap().unwrap(), PeerKind::Subscriber).unwrap(),
+        StartAt::Oldest,
+        WaitStrategy::Park,
+    );
     let Poll::Message { seq: first, .. } = sub.try_read(&mut buf).unwrap() else { panic!("no message") };
     // 4096 bytes hold 4096/160 = 25 frames of 160 bytes; the oldest intact is within one hint segment.
     assert!(first > 170 && first < 200, "first replayed seq {first}");
@@ -176,9 +187,19 @@ fn threads_over_one_mapping_block_mode() {
     let n: u64 = if cfg!(miri) { 50 } else { 20_000 };
     let cfg = BusConfig::default().dir(dir.path()).capacity(16 << 10).max_message(2000);
     let subs: Vec<_> = (0..2)
-        .map(|_| Consumer::new(Bus::open_or_create("stress", &cfg, PeerKind::Subscriber).unwrap(), StartAt::Latest, WaitStrategy::SpinThenPark))
+        .map(|_| {
+            Consumer::new(
+                Bus::open_or_create("stress", &cfg, PeerKind::Subscriber).unwrap(),
+                StartAt::Latest,
+                WaitStrategy::SpinThenPark,
+            )
+        })
         .collect();
-    let pubs: Vec<_> = (0..2).map(|_| Producer::new(Bus::open_or_create("stress", &cfg, PeerKind::Publisher).unwrap(), WaitStrategy::SpinThenPark)).collect();
+    let pubs: Vec<_> = (0..2)
+        .map(|_| {
+            Producer::new(Bus::open_or_create("stress", &cfg, PeerKind::Publisher).unwrap(), WaitStrategy::SpinThenPark)
+        })
+        .collect();
     let readers: Vec<_> = subs
         .into_iter()
         .map(|mut sub| {
@@ -230,8 +251,16 @@ fn threads_over_one_mapping_overwrite_mode() {
     let dir = tempfile::tempdir().unwrap();
     let n: u64 = if cfg!(miri) { 50 } else { 50_000 };
     let cfg = BusConfig::default().dir(dir.path()).capacity(8 << 10).max_message(992).overflow(Overflow::Overwrite);
-    let mut sub = Consumer::new(Bus::open_or_create("ow", &cfg, PeerKind::Subscriber).unwrap(), StartAt::Latest, WaitStrategy::SpinThenPark);
-    let pubs: Vec<_> = (0..2).map(|_| Producer::new(Bus::open_or_create("ow", &cfg, PeerKind::Publisher).unwrap(), WaitStrategy::SpinThenPark)).collect();
+    let mut sub = Consumer::new(
+        Bus::open_or_create("ow", &cfg, PeerKind::Subscriber).unwrap(),
+        StartAt::Latest,
+        WaitStrategy::SpinThenPark,
+    );
+    let pubs: Vec<_> = (0..2)
+        .map(|_| {
+            Producer::new(Bus::open_or_create("ow", &cfg, PeerKind::Publisher).unwrap(), WaitStrategy::SpinThenPark)
+        })
+        .collect();
     let writers: Vec<_> = pubs
         .into_iter()
         .enumerate()
