@@ -1,0 +1,26 @@
+//! Prints every message published on the bus `hello` until none arrives for 5 s.
+//!
+//! Run it beside `examples/publisher.rs`, in two terminals:
+//! ```text
+//! cargo run --example subscriber
+//! cargo run --example publisher
+//! ```
+use std::time::Duration;
+
+use shmbus::{BusConfig, RecvError, StartAt, Subscriber};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = BusConfig::default();
+    let mut sub = Subscriber::open_or_create("hello", &cfg, StartAt::Oldest)?;
+    println!("listening on {}", sub.path().display());
+    loop {
+        match sub.recv_timeout(Duration::from_secs(5)) {
+            Ok(msg) => println!("got {} (seq {})", String::from_utf8_lossy(&msg), msg.seq()),
+            Err(RecvError::Timeout) => break,
+            Err(RecvError::Lagged { lost }) => println!("(lost {lost} messages)"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("no message for 5 s; bye");
+    Ok(())
+}
