@@ -279,6 +279,10 @@ impl BusConfig {
     /// Checks every value; called before anything touches the filesystem.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidConfig { what });
+        if !portable_atomic::AtomicU128::is_lock_free() {
+            // A lock-based fallback would lock within this process only.
+            return bad("this CPU has no lock-free 128-bit compare-and-swap (cmpxchg16b), which the bus tail needs".into());
+        }
         if !self.capacity.is_power_of_two()
             || self.capacity < layout::MIN_CAPACITY
             || self.capacity > layout::MAX_CAPACITY

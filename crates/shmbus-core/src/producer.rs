@@ -275,12 +275,13 @@ pub(crate) fn scan_limit(region: &Region, own: u32, overwrite: bool, tail: u64) 
         // read the bytes before it: we may overwrite them once we see it.
         let hold = m.u64(region.slot_off(slot, SLOT_HOLD)).load(Ordering::Acquire);
         let behind = distance(hold, tail);
-        // A hold ahead of the tail is bogus (or from a damaged slot): ignore it.
-        // One more than a lap behind is clamped to a lap (it blocks until reaped).
-        if behind >= 1 << 63 {
+        // A live peer never holds more than a lap behind the tail (publishers
+        // cannot pass it by more), nor ahead of it: such a hold was written by
+        // a damaged or hostile peer, and honouring it would block publishers
+        // for ever. Ignore it.
+        if behind > cap {
             continue;
         }
-        let behind = behind.min(cap);
         if gating.is_none() || behind > behind_max {
             behind_max = behind;
             gating = Some(slot);
