@@ -281,7 +281,9 @@ impl BusConfig {
         let bad = |what: String| Err(Error::InvalidConfig { what });
         if !portable_atomic::AtomicU128::is_lock_free() {
             // A lock-based fallback would lock within this process only.
-            return bad("this CPU has no lock-free 128-bit compare-and-swap (cmpxchg16b), which the bus tail needs".into());
+            return bad(
+                "this CPU has no lock-free 128-bit compare-and-swap (cmpxchg16b), which the bus tail needs".into()
+            );
         }
         if !self.capacity.is_power_of_two()
             || self.capacity < layout::MIN_CAPACITY

@@ -86,6 +86,8 @@ pub struct Consumer {
     wait: WaitStrategy,
     stash: Option<(Vec<u8>, u64)>,
     lost_total: u64,
+    messages: u64,
+    bytes: u64,
 }
 
 impl Consumer {
@@ -103,6 +105,8 @@ impl Consumer {
             wait,
             stash: None,
             lost_total: 0,
+            messages: 0,
+            bytes: 0,
         };
         c.place(start);
         c
@@ -301,6 +305,7 @@ impl Consumer {
         let own = self.bus.slot;
         crate::wait::wait_until(
             self.wait,
+            1,
             deadline,
             region.mem.u32(OFF_DATA_FUTEX),
             region.mem.u32(OFF_DATA_WAITERS),
@@ -316,10 +321,10 @@ impl Consumer {
         let pos = self.cursor;
         let validating = self.validating(pos);
         let region = &self.bus.region;
-        let m = &region.mem;
+        let f = region.frame(pos);
         // SYNC POINT with the Release store of the stamp in `Producer::commit`
         // (and `Region::write_padding`): header and payload are visible.
-        let stamp = m.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire);
+        let stamp = f.stamp().load(Ordering::Acquire);
         if stamp != pos {
             if validating && self.overrun(pos) {
                 self.resync();
@@ -327,37 +332,45 @@ impl Consumer {
             }
             return Ok(Frame::NotReady);
         }
-        let len = m.u32(region.frame_off(pos, FRAME_LEN)).load(Ordering::Relaxed);
-        let meta = m.u32(region.frame_off(pos, FRAME_META)).load(Ordering::Relaxed);
-        let seq = m.u64(region.frame_off(pos, FRAME_SEQ)).load(Ordering::Relaxed);
+        let len = f.len().load(Ordering::Relaxed);
+        let meta = f.meta().load(Ordering::Relaxed);
+        let seq = f.seq().load(Ordering::Relaxed);
         let flags = meta & 0xffff;
         let room = region.geo.room_to_lap_end(pos);
-        let problem = if flags & !u32::from(FRAME_PAD) != 0 {
-            Some(format!("frame at position {pos} has unknown flags {flags:#x}"))
-        } else if flags & u32::from(FRAME_PAD) != 0 {
-            let total = u64::from(len);
-            (total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > room)
-                .then(|| format!("padding frame at position {pos} has impossible length {total} ({room} bytes to the end of the lap)"))
-        } else if len > region.info.max_message {
-            Some(format!(
-                "frame at position {pos} claims {len} bytes, more than max_message {}",
-                region.info.max_message
-            ))
-        } else if region.geo.frame_len(len as usize) > room {
-            Some(format!("frame at position {pos} of {len} bytes runs past the end of the ring"))
-        } else {
-            None
-        };
-        if validating && self.overrun(pos) {
-            self.resync();
-            return Ok(Frame::Resynced);
-        }
-        if let Some(what) = problem {
-            return Err(region.corrupt(what));
-        }
-        if flags & u32::from(FRAME_PAD) != 0 {
-            self.advance(pos.wrapping_add(u64::from(len)), None);
-            return Ok(Frame::Skipped);
+        let frame_len = region.geo.frame_len(len as usize);
+        // Fast path: an ordinary frame that fits, outside any validation window.
+        let ordinary = flags == 0 && len <= region.info.max_message && frame_len <= room;
+        if !ordinary || validating {
+            let problem = if flags & !u32::from(FRAME_PAD) != 0 {
+                Some(format!("frame at position {pos} has unknown flags {flags:#x}"))
+            } else if flags & u32::from(FRAME_PAD) != 0 {
+                let total = u64::from(len);
+                (total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > room).then(|| {
+                    format!(
+                        "padding frame at position {pos} has impossible length {total} ({room} bytes to the end of the lap)"
+                    )
+                })
+            } else if len > region.info.max_message {
+                Some(format!(
+                    "frame at position {pos} claims {len} bytes, more than max_message {}",
+                    region.info.max_message
+                ))
+            } else if frame_len > room {
+                Some(format!("frame at position {pos} of {len} bytes runs past the end of the ring"))
+            } else {
+                None
+            };
+            if validating && self.overrun(pos) {
+                self.resync();
+                return Ok(Frame::Resynced);
+            }
+            if let Some(what) = problem {
+                return Err(region.corrupt(what));
+            }
+            if flags & u32::from(FRAME_PAD) != 0 {
+                self.advance(pos.wrapping_add(u64::from(len)), None);
+                return Ok(Frame::Skipped);
+            }
         }
         let len = len as usize;
         buf.clear();
@@ -369,7 +382,7 @@ impl Consumer {
             // SAFETY: MaybeUninit<u8> and u8 have the same layout; we only write
             // through this slice (copy_out fills all `len` bytes) before reading.
             let dst = unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
-            m.copy_out(off, dst);
+            region.mem.copy_out(off, dst);
         }
         // SAFETY: the first `len` bytes of spare capacity were initialised just above.
         unsafe { buf.set_len(len) };
@@ -384,7 +397,7 @@ impl Consumer {
                 return Ok(Frame::Resynced);
             }
         }
-        self.advance(pos.wrapping_add(region.geo.frame_len(len)), Some(len));
+        self.advance(pos.wrapping_add(frame_len), Some(len));
         Ok(Frame::Message { seq, len })
     }
 
@@ -445,27 +458,27 @@ impl Consumer {
     fn set_expected(&mut self, next: u64) {
         self.expected_seq = Some(next);
         let region = &self.bus.region;
-        region.mem.u64(region.slot_off(self.bus.slot, SLOT_NEXT_SEQ)).store(next, Ordering::Relaxed);
+        region.slot(self.bus.slot).u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
     }
 
     fn advance(&mut self, next: u64, msg_len: Option<usize>) {
         self.cursor = next;
         let region = &self.bus.region;
-        let m = &region.mem;
-        let slot = self.bus.slot;
-        m.u64(region.slot_off(slot, SLOT_CURSOR)).store(next, Ordering::Relaxed);
+        let own = region.slot(self.bus.slot);
+        own.u64(SLOT_CURSOR).store(next, Ordering::Relaxed);
         if let Some(len) = msg_len {
-            let msgs = m.u64(region.slot_off(slot, SLOT_MESSAGES));
-            msgs.store(msgs.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-            let bytes = m.u64(region.slot_off(slot, SLOT_BYTES));
-            bytes.store(bytes.load(Ordering::Relaxed).wrapping_add(len as u64), Ordering::Relaxed);
+            self.messages = self.messages.wrapping_add(1);
+            self.bytes = self.bytes.wrapping_add(len as u64);
+            own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);
+            own.u64(SLOT_BYTES).store(self.bytes, Ordering::Relaxed);
         }
         if !self.overwrite {
             // SYNC POINT with the Acquire load of holds in `scan_limit`: our reads
             // of the bytes before `next` happen before a publisher reuses them.
-            m.u64(region.slot_off(slot, SLOT_HOLD)).store(next, Ordering::Release);
+            own.u64(SLOT_HOLD).store(next, Ordering::Release);
             // SYNC POINT with the SeqCst increment of `space_waiters` by a parking publisher.
             fence(Ordering::SeqCst);
+            let m = &region.mem;
             crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
         }
     }

@@ -68,6 +68,10 @@ pub struct Producer {
     epoch: u64,
     overwrite: bool,
     wait: WaitStrategy,
+    /// The tail as last seen (the first CAS of a claim expects it).
+    guess: Option<u128>,
+    messages: u64,
+    bytes: u64,
 }
 
 impl Producer {
@@ -75,7 +79,17 @@ impl Producer {
     pub fn new(bus: Bus, wait: WaitStrategy) -> Producer {
         assert_eq!(bus.kind, PeerKind::Publisher, "Producer::new needs a publisher handle");
         let overwrite = bus.region.info.overflow == Overflow::Overwrite;
-        Producer { bus, limit: 0, limit_valid: false, epoch: u64::MAX, overwrite, wait }
+        Producer {
+            bus,
+            limit: 0,
+            limit_valid: false,
+            epoch: u64::MAX,
+            overwrite,
+            wait,
+            guess: None,
+            messages: 0,
+            bytes: 0,
+        }
     }
 
     /// The bus handle.
@@ -134,14 +148,23 @@ impl Producer {
     fn wait_for_space(&mut self, len: usize, deadline: Option<Instant>) {
         let region = &self.bus.region;
         let (slot, overwrite) = (self.bus.slot, self.overwrite);
+        // Hysteresis: once the ring is full, wait until an eighth of it is free
+        // (or the deadline), not just room for one frame. Resuming for every
+        // single freed frame makes the publisher rescan the subscribers' slots
+        // after each message, pulling the cache line each subscriber writes per
+        // message away from it and slowing the very reader it waits for. A
+        // final `try_claim` in `claim` still takes whatever room there is at
+        // the deadline.
+        let slack = region.geo.capacity / 8;
         crate::wait::wait_until(
             self.wait,
+            32,
             deadline,
             region.mem.u32(OFF_SPACE_FUTEX),
             region.mem.u32(OFF_SPACE_WAITERS),
             || {
                 let tail = region.tail().0;
-                let need = region.geo.place(tail, len).claim_end;
+                let need = region.geo.place(tail, len).claim_end.wrapping_add(slack);
                 at_or_before(need, scan_limit(region, slot, overwrite, tail).0)
             },
             || {
@@ -157,49 +180,70 @@ impl Producer {
     /// One attempt to claim without waiting for space.
     pub fn try_claim(&mut self, len: usize) -> Option<Claim> {
         let region = &self.bus.region;
-        let slot = self.bus.slot;
+        let own = region.slot(self.bus.slot);
         let tail_word = region.mem.u128(OFF_TAIL);
         let epoch = region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::Acquire);
         if epoch != self.epoch {
             self.epoch = epoch;
             self.limit_valid = false;
         }
+        // The first CAS expects the tail as we last saw it (our own last claim
+        // when we are the only publisher): no load on the fast path. A stale
+        // guess only costs a failed CAS, which returns the current value.
+        let mut cur = match self.guess {
+            Some(g) => g,
+            // SYNC POINT with the CAS (AcqRel) of other publishers below.
+            None => tail_word.load(Ordering::Acquire),
+        };
         // Bounded: each failed CAS means another publisher made progress.
         for _ in 0..1_000_000 {
-            // SYNC POINT with the CAS of other publishers (AcqRel) below.
-            let cur = tail_word.load(Ordering::Acquire);
             let (pos, seq) = (cur as u64, (cur >> 64) as u64);
             let p = region.geo.place(pos, len);
             if !self.limit_valid || !at_or_before(p.claim_end, self.limit) {
-                self.limit = scan_limit(region, slot, self.overwrite, pos).0;
+                // SYNC POINT with the CAS (AcqRel) of other publishers: the tail
+                // we scan against was read with Acquire, so every claim that
+                // started before it has its announcement visible to the scan.
+                let fresh = tail_word.load(Ordering::Acquire);
+                self.limit = scan_limit(region, self.bus.slot, self.overwrite, fresh as u64).0;
                 self.limit_valid = true;
+                if fresh != cur {
+                    cur = fresh;
+                    continue;
+                }
                 if !at_or_before(p.claim_end, self.limit) {
+                    self.guess = Some(cur);
                     return None;
                 }
             }
-            // Announce the claim before making it.
-            let m = &region.mem;
-            m.u64(region.slot_off(slot, SLOT_HOLD_END)).store(p.claim_end, Ordering::Relaxed);
-            m.u64(region.slot_off(slot, SLOT_HOLD)).store(pos, Ordering::Relaxed);
-            m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE, Ordering::Relaxed);
-            // SYNC POINT with the fence in another publisher's `scan_limit` and a
-            // reaper's scan in `pad_dead_claim`: anyone who sees the tail move past
-            // `pos` also sees this announcement.
-            fence(Ordering::SeqCst);
+            // Announce the claim before making it (published by the CAS's
+            // Release half: whoever sees the tail past `pos` sees this).
+            own.u64(SLOT_HOLD_END).store(p.claim_end, Ordering::Relaxed);
+            own.u64(SLOT_HOLD).store(pos, Ordering::Relaxed);
+            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
             let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(1)) << 64);
-            if tail_word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                continue;
+            // SYNC POINT with the Acquire loads of the tail by other publishers
+            // (`scan_limit` callers), reapers and overwrite-mode readers.
+            match tail_word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {}
+                Err(actual) => {
+                    cur = actual;
+                    continue;
+                }
             }
-            m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
-            for (b, first) in region.geo.hints_for(&p) {
-                // SYNC POINT with the Acquire load of a hint in `Consumer::resync`.
-                m.u64(OFF_HINTS + region.geo.hint_index(b) * 8).store(first, Ordering::Release);
+            self.guess = Some(next);
+            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
+            if region.geo.claim_crosses_boundary(&p) {
+                for (b, first) in region.geo.hints_for(&p) {
+                    // SYNC POINT with the Acquire load of a hint in `Consumer::oldest_frame`.
+                    region.mem.u64(OFF_HINTS + region.geo.hint_index(b) * 8).store(first, Ordering::Release);
+                }
             }
             if p.padding() > 0 {
-                region.write_padding(p.claim_start, p.padding(), slot);
+                region.write_padding(p.claim_start, p.padding(), self.bus.slot);
             }
             return Some(Claim { placement: p, seq, len });
         }
+        self.guess = None;
         None
     }
 
@@ -214,29 +258,31 @@ impl Producer {
     /// the frame is published as padding (an abandoned loan).
     pub fn commit(&mut self, claim: Claim, as_padding: bool) {
         let region = &self.bus.region;
-        let m = &region.mem;
-        let slot = self.bus.slot;
+        let own = region.slot(self.bus.slot);
         let pos = claim.placement.frame_start;
         if as_padding {
-            region.write_padding(pos, claim.placement.frame_len, slot);
+            region.write_padding(pos, claim.placement.frame_len, self.bus.slot);
         } else {
-            m.u32(region.frame_off(pos, FRAME_LEN)).store(claim.len as u32, Ordering::Relaxed);
-            m.u32(region.frame_off(pos, FRAME_META)).store(slot << 16, Ordering::Relaxed);
-            m.u64(region.frame_off(pos, FRAME_SEQ)).store(claim.seq, Ordering::Relaxed);
+            let f = region.frame(pos);
+            f.len().store(claim.len as u32, Ordering::Relaxed);
+            f.meta().store(self.bus.slot << 16, Ordering::Relaxed);
+            f.seq().store(claim.seq, Ordering::Relaxed);
             // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
             // a subscriber that sees its position here sees the payload and header.
-            m.u64(region.frame_off(pos, FRAME_STAMP)).store(pos, Ordering::Release);
+            f.stamp().store(pos, Ordering::Release);
+            self.messages = self.messages.wrapping_add(1);
+            self.bytes = self.bytes.wrapping_add(claim.len as u64);
+            own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);
+            own.u64(SLOT_BYTES).store(self.bytes, Ordering::Relaxed);
         }
         // After the stamp: a reaper that sees the hold gone sees the stamp.
-        m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(0, Ordering::Release);
-        let msgs = m.u64(region.slot_off(slot, SLOT_MESSAGES));
-        msgs.store(msgs.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-        let bytes = m.u64(region.slot_off(slot, SLOT_BYTES));
-        bytes.store(bytes.load(Ordering::Relaxed).wrapping_add(claim.len as u64), Ordering::Relaxed);
-        // SYNC POINT with the SeqCst increment of `data_waiters` in a parking subscriber.
+        own.u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
+        // SYNC POINT with the SeqCst increment of `data_waiters` / `space_waiters`
+        // by a peer about to park (the handshake in wait.rs).
         fence(Ordering::SeqCst);
+        let m = &region.mem;
         crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u32(OFF_DATA_WAITERS));
-        // Publishers parked behind this one's in-flight claim (same cache line, no extra miss).
+        // Publishers parked behind this one's in-flight claim (same cache line).
         crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
     }
 
@@ -255,8 +301,6 @@ pub(crate) fn scan_limit(region: &Region, own: u32, overwrite: bool, tail: u64) 
     let cap = region.geo.capacity;
     let mut behind_max = 0u64;
     let mut gating = None;
-    // SYNC POINT with the fence(SeqCst) a publisher issues after announcing a claim.
-    fence(Ordering::SeqCst);
     for slot in 0..region.scan_len() {
         if slot == own {
             continue;

@@ -106,6 +106,66 @@ impl Mem {
     }
 }
 
+/// The header fields of one frame, at a position whose offset was masked into
+/// the data region (so every field is in bounds by construction).
+#[derive(Clone, Copy)]
+pub(crate) struct FrameRef<'a> {
+    base: *mut u8,
+    _region: std::marker::PhantomData<&'a Region>,
+}
+
+impl<'a> FrameRef<'a> {
+    #[inline]
+    fn at<T>(&self, field: usize) -> &'a T {
+        // SAFETY: `base` is a 32-byte-aligned frame start inside the data region
+        // (see `Region::frame`), so `base + field` (field < 32) is in bounds and
+        // aligned for `T` (an atomic of the field's width); atomics may alias
+        // memory other processes change.
+        unsafe { &*(self.base.add(field) as *const T) }
+    }
+    #[inline]
+    pub(crate) fn stamp(&self) -> &'a AtomicU64 {
+        self.at(FRAME_STAMP)
+    }
+    #[inline]
+    pub(crate) fn len(&self) -> &'a AtomicU32 {
+        self.at(FRAME_LEN)
+    }
+    #[inline]
+    pub(crate) fn meta(&self) -> &'a AtomicU32 {
+        self.at(FRAME_META)
+    }
+    #[inline]
+    pub(crate) fn seq(&self) -> &'a AtomicU64 {
+        self.at(FRAME_SEQ)
+    }
+}
+
+/// One peer slot's fields (slot index checked against the table once).
+#[derive(Clone, Copy)]
+pub(crate) struct SlotRef<'a> {
+    base: *mut u8,
+    _region: std::marker::PhantomData<&'a Region>,
+}
+
+impl<'a> SlotRef<'a> {
+    #[inline]
+    fn at<T>(&self, field: usize) -> &'a T {
+        // SAFETY: `base` is the start of a slot inside the peer table (checked in
+        // `Region::slot`), 128-byte slots at an 8-aligned offset; `field` is a
+        // layout constant inside the slot, aligned for `T`.
+        unsafe { &*(self.base.add(field) as *const T) }
+    }
+    #[inline]
+    pub(crate) fn u32(&self, field: usize) -> &'a AtomicU32 {
+        self.at(field)
+    }
+    #[inline]
+    pub(crate) fn u64(&self, field: usize) -> &'a AtomicU64 {
+        self.at(field)
+    }
+}
+
 /// The validated, immutable part of the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderInfo {
@@ -416,6 +476,21 @@ impl Region {
 
     pub(crate) fn corrupt(&self, what: impl Into<String>) -> Error {
         Error::corrupt(&self.bus, &self.path, what)
+    }
+
+    /// The frame header at `pos` (its offset rounded down to the frame
+    /// alignment, so a bogus position still lands inside the data region).
+    #[inline]
+    pub(crate) fn frame(&self, pos: u64) -> FrameRef<'_> {
+        let off = self.info.data_offset as usize + (self.geo.offset(pos) & !(FRAME_HEADER - 1));
+        FrameRef { base: self.mem.ptr(off, FRAME_HEADER), _region: std::marker::PhantomData }
+    }
+
+    /// Peer slot `slot` (must be below `peer_slots`: checked).
+    #[inline]
+    pub(crate) fn slot(&self, slot: u32) -> SlotRef<'_> {
+        let off = self.slot_off(slot.min(self.info.peer_slots - 1), 0);
+        SlotRef { base: self.mem.ptr(off, PEER_SLOT_SIZE), _region: std::marker::PhantomData }
     }
 
     /// Byte offset of a peer slot's field.

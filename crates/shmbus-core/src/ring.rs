@@ -131,6 +131,13 @@ impl Geometry {
             })
     }
 
+    /// Whether a claim covers at least one segment boundary (and so must write hints).
+    #[inline]
+    pub fn claim_crosses_boundary(&self, p: &Placement) -> bool {
+        let seg = self.segment();
+        p.claim_start & (seg - 1) == 0 || distance(p.claim_start, p.claim_end) > seg - (p.claim_start & (seg - 1))
+    }
+
     /// Whether a hint value `h` read for boundary `b` can be right: the first
     /// frame start at or after `b` lies within one segment plus one claim.
     pub fn hint_plausible(&self, b: u64, h: u64) -> bool {
@@ -201,6 +208,17 @@ mod tests {
         assert_eq!(hints.last().copied(), Some((4224, 4256)));
         for (b, h) in hints {
             assert!(g.hint_plausible(b, h));
+        }
+    }
+
+    #[test]
+    fn crossing_check_agrees_with_the_hint_list() {
+        let g = geo();
+        for tail in (0..3 * 4096u64).step_by(32).chain((u64::MAX - 8191..=u64::MAX - 31).step_by(32)) {
+            for len in [0usize, 1, 31, 32, 100, 500, 1000] {
+                let p = g.place(tail, len);
+                assert_eq!(g.claim_crosses_boundary(&p), g.hints_for(&p).next().is_some(), "tail {tail} len {len}");
+            }
         }
     }
 

@@ -42,10 +42,13 @@ pub(crate) fn wake_if_waiting(futex: &AtomicU32, waiters: &AtomicU32) {
 }
 
 /// Waits until `ready()` or the deadline. `look_around()` runs about every
-/// `PARK_SLICE` while waiting (to find dead peers). Returns whether `ready()`
-/// became true.
+/// `PARK_SLICE` while waiting (to find dead peers). While spinning, `ready()`
+/// is checked after every `spin_pause` pause instructions (more than one when
+/// checking reads cache lines the other side is busy writing). Returns whether
+/// `ready()` became true.
 pub(crate) fn wait_until(
     strategy: WaitStrategy,
+    spin_pause: u32,
     deadline: Option<Instant>,
     futex: &AtomicU32,
     waiters: &AtomicU32,
@@ -64,7 +67,9 @@ pub(crate) fn wait_until(
             WaitStrategy::Park => false,
         };
         if spin {
-            std::hint::spin_loop();
+            for _ in 0..spin_pause.max(1) {
+                std::hint::spin_loop();
+            }
             spins = spins.wrapping_add(1);
             if spins % 1024 != 0 {
                 continue;
