@@ -129,12 +129,15 @@ impl Consumer {
             m.u64(region.slot_off(slot, SLOT_HOLD)).store(hold, Ordering::Relaxed);
             m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE, Ordering::Relaxed);
         }
-        // SYNC POINT with the fence in `scan_limit`: publishers scanning after
-        // this see our hold; publishers with a cached limit drop it when they
-        // see the new epoch.
+        // SYNC POINT with `Producer::try_claim` (SeqCst epoch load, SeqCst tail
+        // loads and CAS): in the single total order, either a publisher's epoch
+        // load sees our increment (and its rescan, acquiring through it, sees
+        // our hold), or its cached limit was computed from a tail no newer than
+        // the `t1` we read next, so it never claims past `t1 + capacity`.
         fence(Ordering::SeqCst);
         m.u64(OFF_ATTACH_EPOCH).fetch_add(1, Ordering::SeqCst);
-        let (t1, s1) = region.tail();
+        let v = m.u128(OFF_TAIL).load(Ordering::SeqCst);
+        let (t1, s1) = (v as u64, (v >> 64) as u64);
         match start {
             StartAt::Latest => {
                 self.cursor = t1;

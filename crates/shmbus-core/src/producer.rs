@@ -182,7 +182,9 @@ impl Producer {
         let region = &self.bus.region;
         let own = region.slot(self.bus.slot);
         let tail_word = region.mem.u128(OFF_TAIL);
-        let epoch = region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::Acquire);
+        // SeqCst (a plain load on x86): pairs with the SeqCst epoch increment of
+        // an attaching subscriber; see `Consumer::place`.
+        let epoch = region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::SeqCst);
         if epoch != self.epoch {
             self.epoch = epoch;
             self.limit_valid = false;
@@ -193,7 +195,7 @@ impl Producer {
         let mut cur = match self.guess {
             Some(g) => g,
             // SYNC POINT with the CAS (AcqRel) of other publishers below.
-            None => tail_word.load(Ordering::Acquire),
+            None => tail_word.load(Ordering::SeqCst),
         };
         // Bounded: each failed CAS means another publisher made progress.
         for _ in 0..1_000_000 {
@@ -203,7 +205,7 @@ impl Producer {
                 // SYNC POINT with the CAS (AcqRel) of other publishers: the tail
                 // we scan against was read with Acquire, so every claim that
                 // started before it has its announcement visible to the scan.
-                let fresh = tail_word.load(Ordering::Acquire);
+                let fresh = tail_word.load(Ordering::SeqCst);
                 self.limit = scan_limit(region, self.bus.slot, self.overwrite, fresh as u64).0;
                 self.limit_valid = true;
                 if fresh != cur {
@@ -223,7 +225,9 @@ impl Producer {
             let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(1)) << 64);
             // SYNC POINT with the Acquire loads of the tail by other publishers
             // (`scan_limit` callers), reapers and overwrite-mode readers.
-            match tail_word.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            // SeqCst (the same `lock cmpxchg16b` on x86): every tail update sits in
+            // the single total order with the attach handshake of `Consumer::place`.
+            match tail_word.compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => {}
                 Err(actual) => {
                     cur = actual;
