@@ -64,6 +64,7 @@ impl Bus {
     /// Attaches to an existing bus; only `cfg`'s directory is read.
     pub fn attach(name: &str, cfg: &BusConfig, kind: PeerKind) -> Result<Bus> {
         validate_name(name)?;
+        BusConfig::default().validate()?; // the platform checks (lock-free 128-bit CAS)
         let dir = resolve_dir(cfg);
         prepare_dir(&dir, false).map_err(|e| match e {
             Error::UnsafeDir { ref reason, .. } if reason == "it does not exist" => {
