@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::config::{WaitStrategy, PARK_SLICE};
 use crate::os;
 
-/// Spins before parking in [`WaitStrategy::SpinThenPark`].
+/// Pause instructions spent spinning before parking in [`WaitStrategy::SpinThenPark`].
 const SPIN_LIMIT: u32 = 4096;
 
 /// Bumps the futex word and wakes every parked waiter.
@@ -70,8 +70,11 @@ pub(crate) fn wait_until(
             for _ in 0..spin_pause.max(1) {
                 std::hint::spin_loop();
             }
-            spins = spins.wrapping_add(1);
-            if spins % 1024 != 0 {
+            // Count pauses, not checks, so the spin phase lasts as long
+            // whatever `spin_pause` is; look at the clock every 1024 pauses.
+            let before = spins;
+            spins = spins.wrapping_add(spin_pause.max(1));
+            if before / 1024 == spins / 1024 {
                 continue;
             }
             let now = Instant::now();
