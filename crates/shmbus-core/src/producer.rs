@@ -72,6 +72,8 @@ pub struct Producer {
     guess: Option<u128>,
     messages: u64,
     bytes: u64,
+    /// A claim not committed yet: published as padding if we are dropped first.
+    inflight: Option<Claim>,
 }
 
 impl Producer {
@@ -89,6 +91,7 @@ impl Producer {
             guess: None,
             messages: 0,
             bytes: 0,
+            inflight: None,
         }
     }
 
@@ -245,7 +248,9 @@ impl Producer {
             if p.padding() > 0 {
                 region.write_padding(p.claim_start, p.padding(), self.bus.slot);
             }
-            return Some(Claim { placement: p, seq, len });
+            let claim = Claim { placement: p, seq, len };
+            self.inflight = Some(claim);
+            return Some(claim);
         }
         self.guess = None;
         None
@@ -261,6 +266,7 @@ impl Producer {
     /// drops the hold and wakes parked subscribers if any. With `as_padding`
     /// the frame is published as padding (an abandoned loan).
     pub fn commit(&mut self, claim: Claim, as_padding: bool) {
+        self.inflight = None;
         let region = &self.bus.region;
         let own = region.slot(self.bus.slot);
         let pos = claim.placement.frame_start;
@@ -293,6 +299,17 @@ impl Producer {
     /// msync the mapping.
     pub fn flush(&self) -> Result<()> {
         self.bus.flush()
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // A claim that was never committed would stop every subscriber at it
+        // (our slot is about to be freed, so nobody could repair it): publish
+        // it as padding.
+        if let Some(c) = self.inflight.take() {
+            self.commit(c, true);
+        }
     }
 }
 

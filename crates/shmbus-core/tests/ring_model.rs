@@ -298,3 +298,27 @@ fn threads_over_one_mapping_overwrite_mode() {
     assert_eq!(received + lost, 2 * n);
     assert_eq!(last_seq, Some(2 * n - 1));
 }
+
+/// A producer dropped between claim and commit publishes the claim as
+/// padding, so subscribers are not stuck behind it.
+#[test]
+fn dropping_a_producer_mid_claim_does_not_wedge_subscribers() {
+    let cfg = BusConfig::default().capacity(4096).max_message(992);
+    let region = Region::heap(&cfg).unwrap();
+    let mut sub = Consumer::new(
+        Bus::heap(region.share_heap().unwrap(), PeerKind::Subscriber).unwrap(),
+        StartAt::Latest,
+        WaitStrategy::Park,
+    );
+    let mut dying =
+        Producer::new(Bus::heap(region.share_heap().unwrap(), PeerKind::Publisher).unwrap(), WaitStrategy::Park);
+    let mut live =
+        Producer::new(Bus::heap(region.share_heap().unwrap(), PeerKind::Publisher).unwrap(), WaitStrategy::Park);
+    let _claim = dying.claim(100, None).unwrap();
+    live.send(b"behind the claim", None).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(sub.try_read(&mut buf).unwrap(), Poll::Empty, "an uncommitted frame must hold readers back");
+    drop(dying);
+    assert!(matches!(sub.try_read(&mut buf).unwrap(), Poll::Message { .. }));
+    assert_eq!(buf, b"behind the claim");
+}
