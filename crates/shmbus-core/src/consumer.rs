@@ -194,6 +194,9 @@ impl Consumer {
         let region = self.region();
         let mut pos = self.cursor;
         for _ in 0..4 {
+            if pos % FRAME_ALIGN != 0 {
+                return None;
+            }
             let stamp = region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire);
             if stamp != pos {
                 return if pos == region.tail().0 { Some(region.tail().1) } else { None };
@@ -304,6 +307,9 @@ impl Consumer {
     pub fn wait_for_data(&self, deadline: Option<Instant>) {
         let region = &self.bus.region;
         let pos = self.cursor;
+        if pos % FRAME_ALIGN != 0 {
+            return; // damaged: the next read reports it
+        }
         let validating = self.validating(pos);
         let own = self.bus.slot;
         crate::wait::wait_until(
@@ -324,6 +330,9 @@ impl Consumer {
         let pos = self.cursor;
         let validating = self.validating(pos);
         let region = &self.bus.region;
+        if pos % FRAME_ALIGN != 0 {
+            return Err(region.corrupt(format!("read position {pos:#x} is not frame-aligned (a damaged tail or hint)")));
+        }
         let f = region.frame(pos);
         // SYNC POINT with the Release store of the stamp in `Producer::commit`
         // (and `Region::write_padding`): header and payload are visible.
@@ -413,8 +422,8 @@ impl Consumer {
         }
         for _ in 0..64 {
             let pos = self.cursor;
-            if self.validating(pos) {
-                return Ok(None);
+            if self.validating(pos) || pos % FRAME_ALIGN != 0 {
+                return Ok(None); // a misaligned cursor is reported by `try_read`
             }
             let region = &self.bus.region;
             let m = &region.mem;

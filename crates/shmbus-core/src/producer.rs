@@ -139,6 +139,11 @@ impl Producer {
             if let Some(c) = self.try_claim(len) {
                 return Ok(c);
             }
+            let tail = self.bus.region.tail().0;
+            if tail % FRAME_ALIGN != 0 {
+                let what = format!("its tail position {tail:#x} is not frame-aligned (the header was damaged)");
+                return Err(ClaimError::Bus(self.bus.region.corrupt(what)));
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(ClaimError::Full);
             }
@@ -203,6 +208,11 @@ impl Producer {
         // Bounded: each failed CAS means another publisher made progress.
         for _ in 0..1_000_000 {
             let (pos, seq) = (cur as u64, (cur >> 64) as u64);
+            if pos % FRAME_ALIGN != 0 {
+                // A damaged tail (a frame must start on the alignment): `claim` reports it.
+                self.guess = None;
+                return None;
+            }
             let p = region.geo.place(pos, len);
             if !self.limit_valid || !at_or_before(p.claim_end, self.limit) {
                 // SYNC POINT with the CAS (AcqRel) of other publishers: the tail
