@@ -434,6 +434,38 @@ impl Region {
         })
     }
 
+    /// Test and fuzzing entry point: validates `bytes` as a whole bus file,
+    /// exactly as opening a file does, and returns a heap region holding a
+    /// copy of them (liveness locks always report alive), so that the ring
+    /// protocol can run over arbitrary bytes.
+    #[doc(hidden)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<Region> {
+        let pages = bytes.len().div_ceil(4096).max(1);
+        let raw = Box::into_raw(vec![HeapPage([0; 4096]); pages].into_boxed_slice());
+        let buf = std::sync::Arc::new(HeapBuf { base: raw.cast::<HeapPage>(), pages });
+        let mem = Mem { base: buf.base.cast::<u8>(), len: bytes.len() };
+        mem.copy_in(0, bytes);
+        let path = PathBuf::from("<bytes>");
+        let info = validate_header(&mem, bytes.len() as u64, "bytes", &path)?;
+        Ok(Region {
+            bus: "bytes".into(),
+            path,
+            file: None,
+            backing: Backing::Heap(buf),
+            mem,
+            geo: info.geometry(),
+            info,
+        })
+    }
+
+    /// Test and fuzzing entry point: a copy of every byte of the region.
+    #[doc(hidden)]
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.mem.len];
+        self.mem.copy_out(0, &mut out);
+        out
+    }
+
     /// Another view of the same heap region (for a second handle in tests);
     /// `None` for a file-backed region (open the file again instead).
     pub fn share_heap(&self) -> Option<Region> {
@@ -548,6 +580,9 @@ fn write_header(mem: &Mem, info: &HeaderInfo, page: usize) {
 pub(crate) fn validate_header(mem: &Mem, size: u64, bus: &str, path: &Path) -> Result<HeaderInfo> {
     let r = Ordering::Relaxed;
     let corrupt = |what: String| Err(Error::corrupt(bus, path, what));
+    if size < HEADER_SIZE as u64 || size > mem.len as u64 {
+        return corrupt(format!("the file is {size} bytes, shorter than the {HEADER_SIZE}-byte header"));
+    }
     if mem.u64(OFF_MAGIC).load(r) != MAGIC {
         return Err(Error::Foreign { bus: bus.into(), path: path.into() });
     }
