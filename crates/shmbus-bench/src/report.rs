@@ -1,0 +1,290 @@
+//! What a run prints: the machine, markdown tables, and the target ratios.
+
+use std::fmt::Write;
+
+use crate::harness::{Outcome, Record};
+use crate::spec::size_label;
+
+/// The machine a run happened on.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Online CPUs.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// C library.
+    pub libc: String,
+    /// /proc/loadavg when the run started.
+    pub load_before: String,
+}
+
+impl Machine {
+    /// Reads what describes this machine.
+    pub fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            kernel: read_trim("/proc/sys/kernel/osrelease"),
+            libc: crate::sys::libc_version(),
+            load_before: loadavg(),
+        }
+    }
+}
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// The three load averages.
+pub fn loadavg() -> String {
+    read_trim("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// `1234.5` as `1235`, `12.34` as `12.3`.
+fn ns(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+        None => "-".into(),
+    }
+}
+
+fn rate(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 1e6 => format!("{:.2} M", v / 1e6),
+        Some(v) => format!("{:.1} k", v / 1e3),
+        None => "-".into(),
+    }
+}
+
+fn gbps(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.3}", v / 1e9)).unwrap_or_else(|| "-".into())
+}
+
+/// The latency table (ping-pong records).
+pub fn latency_table(records: &[Record]) -> String {
+    let mut s = String::new();
+    s.push_str("| transport | mode | size | p50 ns | p99 ns | p99.9 ns | max ns | p50 min-max over runs | runs |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in records.iter().filter(|r| r.pattern == "pingpong") {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {}-{} | {} |",
+            r.transport,
+            r.mode,
+            size_label(r.size),
+            ns(r.p50_ns),
+            ns(r.p99_ns),
+            ns(r.p999_ns),
+            ns(r.max_ns),
+            ns(r.p50_min_ns),
+            ns(r.p50_max_ns),
+            r.runs
+        );
+    }
+    s
+}
+
+/// The throughput table (stream, fan-out and mpsc records).
+pub fn throughput_table(records: &[Record]) -> String {
+    let mut s = String::new();
+    s.push_str("| transport | mode | pattern | size | msg/s per receiver | GB/s per receiver | msg/s min-max over runs | runs |\n");
+    s.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
+    for r in records.iter().filter(|r| r.pattern != "pingpong") {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {}-{} | {} |",
+            r.transport,
+            r.mode,
+            r.pattern,
+            size_label(r.size),
+            rate(r.msgs_per_s),
+            gbps(r.bytes_per_s),
+            rate(r.msgs_per_s_min),
+            rate(r.msgs_per_s_max),
+            r.runs
+        );
+    }
+    s
+}
+
+/// A target and how this run measured against it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ratio {
+    /// What is compared.
+    pub what: String,
+    /// The measured ratio.
+    pub value: Option<f64>,
+    /// The goal, as text ("<= 1.5").
+    pub goal: String,
+    /// Met, missed, or not measured (None).
+    pub met: Option<bool>,
+}
+
+fn find<'a>(records: &'a [Record], id: &str, pattern: &str, size: usize) -> Option<&'a Record> {
+    records.iter().find(|r| r.id == id && r.pattern == pattern && r.size == size)
+}
+
+/// The project's targets, each computed from this run's records.
+pub fn ratios(records: &[Record]) -> Vec<Ratio> {
+    let lat = |id: &str, size: usize, f: fn(&Record) -> Option<f64>| find(records, id, "pingpong", size).and_then(f);
+    let thr = |id: &str, size: usize, f: fn(&Record) -> Option<f64>| find(records, id, "stream", size).and_then(f);
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let p50 = |r: &Record| r.p50_ns;
+    let p99 = |r: &Record| r.p99_ns;
+    let mps = |r: &Record| r.msgs_per_s;
+    let bps = |r: &Record| r.bytes_per_s;
+    let mut out = Vec::new();
+    let mut target = |what: &str, value: Option<f64>, goal: &str, at_most: Option<f64>, at_least: Option<f64>| {
+        let met = value.and_then(|v| match (at_most, at_least) {
+            (Some(m), _) => Some(v <= m),
+            (_, Some(l)) => Some(v >= l),
+            _ => None,
+        });
+        out.push(Ratio { what: what.to_string(), value, goal: goal.to_string(), met });
+    };
+    target(
+        "latency 64 B p50: shmbus busy-spin / raw-atomic ping-pong",
+        div(lat("shmbus-spin", 64, p50), lat("raw-atomic", 64, p50)),
+        "<= 1.5",
+        Some(1.5),
+        None,
+    );
+    target(
+        "latency 64 B p50: uds-stream / shmbus busy-spin",
+        div(lat("uds-stream", 64, p50), lat("shmbus-spin", 64, p50)),
+        ">= 50",
+        None,
+        Some(50.0),
+    );
+    target(
+        "latency 64 B p50: shmbus park / raw-futex ping-pong",
+        div(lat("shmbus-park", 64, p50), lat("raw-futex", 64, p50)),
+        "<= 1.1",
+        Some(1.1),
+        None,
+    );
+    target(
+        "stream 64 B msg/s: shmbus busy-spin / raw-ring",
+        div(thr("shmbus-spin", 64, mps), thr("raw-ring", 64, mps)),
+        ">= 0.6",
+        None,
+        Some(0.6),
+    );
+    target(
+        "stream 64 B msg/s: shmbus busy-spin / uds-stream",
+        div(thr("shmbus-spin", 64, mps), thr("uds-stream", 64, mps)),
+        ">= 30",
+        None,
+        Some(30.0),
+    );
+    target(
+        "stream 1 KiB msg/s: shmbus busy-spin / raw-ring",
+        div(thr("shmbus-spin", 1024, mps), thr("raw-ring", 1024, mps)),
+        ">= 0.5",
+        None,
+        Some(0.5),
+    );
+    target(
+        "stream 64 KiB GB/s: shmbus busy-spin / uds-stream",
+        div(thr("shmbus-spin", 65536, bps), thr("uds-stream", 65536, bps)),
+        ">= 4",
+        None,
+        Some(4.0),
+    );
+    for size in [64, 1024] {
+        let l = size_label(size);
+        target(
+            &format!("latency {l} p50: iceoryx2 / shmbus busy-spin"),
+            div(lat("iceoryx2", size, p50), lat("shmbus-spin", size, p50)),
+            "(comparison)",
+            None,
+            None,
+        );
+        target(
+            &format!("latency {l} p99: iceoryx2 / shmbus busy-spin"),
+            div(lat("iceoryx2", size, p99), lat("shmbus-spin", size, p99)),
+            "(comparison)",
+            None,
+            None,
+        );
+        target(
+            &format!("stream {l} msg/s: shmbus busy-spin / iceoryx2"),
+            div(thr("shmbus-spin", size, mps), thr("iceoryx2", size, mps)),
+            "(comparison)",
+            None,
+            None,
+        );
+    }
+    out
+}
+
+/// The ratios as a markdown table.
+pub fn ratio_table(ratios: &[Ratio]) -> String {
+    let mut s = String::from("| target | measured | goal | result |\n|---|---:|---:|---|\n");
+    for r in ratios {
+        let value = r.value.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "not measured".into());
+        let result = match r.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None if r.value.is_some() => "-",
+            None => "n/a",
+        };
+        let _ = writeln!(s, "| {} | {value} | {} | {result} |", r.what, r.goal);
+    }
+    s
+}
+
+/// The whole report.
+pub fn markdown(machine: &Machine, outcome: &Outcome, command: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# shmbus benchmark\n");
+    let _ = writeln!(s, "- command: `{command}`");
+    let _ = writeln!(s, "- CPU: {} ({} online CPUs)", machine.cpu, machine.cores);
+    let _ = writeln!(s, "- kernel {}, {}", machine.kernel, machine.libc);
+    let _ = writeln!(s, "- load average before: {}, after: {}", machine.load_before, loadavg());
+    if outcome.pinned_cpus.len() >= 2 {
+        let _ = writeln!(
+            s,
+            "- ping-pong and 1->1 streams: each process pinned to its own CPU (sender/pinger on CPU {}, receiver/ponger on CPU {}); fan-out and mpsc unpinned",
+            outcome.pinned_cpus[0], outcome.pinned_cpus[1]
+        );
+    } else {
+        let _ =
+            writeln!(s, "- fewer than 2 CPUs allowed: nothing pinned (busy-spin figures are meaningless on one CPU)");
+    }
+    let _ = writeln!(s, "- wall time: {:.0} s\n", outcome.elapsed.as_secs_f64());
+    let _ = writeln!(s, "## Latency (ping-pong, one-way = round trip / 2)\n");
+    s.push_str(&latency_table(&outcome.records));
+    let _ = writeln!(s, "\n## Throughput\n");
+    s.push_str(&throughput_table(&outcome.records));
+    if outcome.records.iter().any(|r| r.id == "shmbus-loan" && r.pattern != "pingpong") {
+        let _ = writeln!(
+            s,
+            "\nshmbus-loan moves messages by reference: the publisher writes only the 9-byte header in place \
+             (`loan` + `commit`) and the subscriber reads it in place (`recv_ref`); its GB/s counts payload \
+             bytes that nobody copied, and it is left out of the charts."
+        );
+    }
+    let _ = writeln!(s, "\n## Targets\n");
+    s.push_str(&ratio_table(&ratios(&outcome.records)));
+    if !outcome.failures.is_empty() {
+        let _ = writeln!(s, "\n## Failures\n");
+        for f in &outcome.failures {
+            let _ = writeln!(s, "- {f}");
+        }
+    }
+    s
+}
