@@ -7,15 +7,21 @@
 //! waiter                              waker
 //! v = futex.load()                    make condition true
 //! waiters.fetch_add(1)   (SeqCst)     fence(SeqCst)
-//! if condition: return                if waiters.load() > 0:
-//! futex_wait(futex, v, slice)             futex.fetch_add(1); futex_wake(all)
+//! fence(SeqCst)                       if waiters.load() > 0:
+//! if condition: return                    futex.fetch_add(1); futex_wake(all)
+//! futex_wait(futex, v, slice)
 //! ```
-//! Either the waker's fence comes after the waiter's increment in the single
-//! SeqCst order, and then it sees a waiter and bumps the futex word (so a
-//! `futex_wait` still expecting `v` returns at once), or it comes before, and
-//! then the waiter's re-check sees the condition.
+//! The two fences are ordered in the single SeqCst order. If the waker's
+//! comes after the waiter's, it sees the waiter's increment and bumps the
+//! futex word (so a `futex_wait` still expecting `v` returns at once); if it
+//! comes before, the waiter's re-check sees the condition. The waiter's fence
+//! is needed in the language model: a SeqCst read-modify-write followed by an
+//! Acquire load of the condition is not ordered against the waker's fence
+//! (the loom model in tests/reliability_loom.rs loses the wake-up without
+//! it); on x86 the locked add already is a full barrier, so it costs little,
+//! and only on the way to a futex_wait.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{WaitStrategy, PARK_SLICE};
@@ -96,6 +102,7 @@ pub(crate) fn wait_until(
         let seen = futex.load(Ordering::Acquire);
         // SYNC POINT with the fence(SeqCst) of the waker in `wake_if_waiting`'s caller.
         waiters.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         if ready() {
             waiters.fetch_sub(1, Ordering::Relaxed);
             return true;
