@@ -248,6 +248,16 @@ impl Producer {
                 }
             }
             self.guess = Some(next);
+            // SYNC POINT with the fence(Acquire) an overwrite-mode (or validating)
+            // reader issues after copying a frame, before re-reading the tail: a
+            // reader that copied any byte we write below (a lap after the frame
+            // it expected) then sees this claim and discards its copy. The CAS's
+            // own Release half orders only what comes before it; without this
+            // fence the payload stores may become visible before the new tail
+            // (allowed by the language model and by Arm), and a torn frame
+            // would be delivered (the loom model in tests/reliability_loom.rs
+            // finds it). A compiler barrier only on x86.
+            fence(Ordering::Release);
             own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
             if region.geo.claim_crosses_boundary(&p) {
                 for (b, first) in region.geo.hints_for(&p) {
