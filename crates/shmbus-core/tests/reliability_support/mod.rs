@@ -214,7 +214,12 @@ impl Proc {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "child failed: {status}");
-                return self.lines.try_iter().collect();
+                // The reader thread may still hold the last lines: read to the end of output.
+                let mut out = Vec::new();
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(10)) {
+                    out.push(l);
+                }
+                return out;
             }
             if Instant::now() > deadline {
                 self.kill();
