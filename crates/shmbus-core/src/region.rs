@@ -274,11 +274,12 @@ impl Region {
             let _ = std::fs::remove_file(&tmp);
             e
         };
-        os::fchmod(&file, cfg.mode).map_err(|e| cleanup(Error::io(name, &tmp, "set the mode of", e)))?;
-        // Held until the file is complete; the attach lock for our whole lifetime.
+        // Held until the file is complete (taken first: gc removes temporary
+        // files whose init lock is free); the attach lock for our whole lifetime.
         os::ofd_try_lock(&file, LOCK_INIT, LockKind::Exclusive)
             .and_then(|_| os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Shared))
             .map_err(|e| cleanup(Error::io(name, &tmp, "lock", e)))?;
+        os::fchmod(&file, cfg.mode).map_err(|e| cleanup(Error::io(name, &tmp, "set the mode of", e)))?;
         let page = os::page_size();
         let data_off = data_offset(cfg.max_peers, page);
         let file_len = data_off + cfg.capacity;
@@ -331,6 +332,13 @@ impl Region {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 let _ = std::fs::remove_file(&tmp);
                 Ok(Created::Exists)
+            }
+            // Our temporary file is gone: a gc took it for a dead creator's in
+            // the instant between our open and our init lock. Start again under
+            // a new temporary name (gc needs that same instant to win again).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && os::lstat(&tmp).is_err() => {
+                drop(region);
+                Region::create(name, dir, cfg)
             }
             Err(e) => Err(cleanup(Error::io(name, &path, "link", e))),
         }
