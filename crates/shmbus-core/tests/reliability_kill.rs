@@ -193,6 +193,20 @@ fn __child() {
                 shmbus_core::remove("init", &cfg, false).unwrap();
             }
         }
+        // create-count N: creates and removes bus "gcrace" N times; reports failures.
+        "create-count" => {
+            let n: u64 = a[0].parse().unwrap();
+            let cfg = small_cfg(&dir);
+            say("ready");
+            let mut failures = Vec::new();
+            for _ in 0..n {
+                match Bus::open_or_create("gcrace", &cfg, PeerKind::Publisher) {
+                    Ok(bus) => drop(bus),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            say(format!("failures {} {:?}", failures.len(), failures.first()));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -534,4 +548,35 @@ fn create_race_and_killed_creator() {
     );
     assert_eq!(tmp_left, gc_partial, "gc did not remove every temporary file");
     assert!(max_reopen < 1_000_000, "open_or_create took {max_reopen} us after a killed creator");
+}
+
+/// gc running while processes create buses: gc must never remove the
+/// temporary file of a creator that is still alive, so no open_or_create
+/// fails.
+#[test]
+fn gc_racing_live_creators() {
+    let n = scale(3000, 30_000);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_cfg(dir.path());
+    let mut kids: Vec<Proc> = (0..2).map(|_| spawn("create-count", dir.path(), &[n.to_string()])).collect();
+    for k in kids.iter_mut() {
+        k.expect_line("ready", 30 * SEC);
+    }
+    let mut gcs = 0u64;
+    let mut partial_removed = 0u64;
+    while kids.iter_mut().any(|k| k.child.try_wait().unwrap().is_none()) {
+        for action in shmbus_core::gc(&cfg).unwrap() {
+            if let GcAction::RemovedPartial { .. } = action {
+                partial_removed += 1;
+            }
+        }
+        gcs += 1;
+    }
+    let results: Vec<String> = kids.into_iter().flat_map(|k| k.finish(30 * SEC)).collect();
+    let failed: u64 = results.iter().map(|r| r.split(' ').nth(1).unwrap().parse::<u64>().unwrap()).sum();
+    figure(
+        "gc_racing_live_creators",
+        &format!("creations={} gc_runs={gcs} tmp_removed_by_gc={partial_removed} failed_creations={failed}", 2 * n),
+    );
+    assert_eq!(failed, 0, "{results:?}");
 }
