@@ -33,7 +33,15 @@ pub struct Options {
     pub exe: Option<PathBuf>,
     /// Print progress on stderr.
     pub progress: bool,
+    /// A run during which other processes used more than
+    /// [`FOREIGN_CPU_LIMIT`] of a CPU is repeated, at most this many times.
+    pub max_retries: u32,
 }
+
+/// Share of one CPU that other processes may use during a run before the
+/// run counts as disturbed (busy-spin figures on 2 CPUs are meaningless when
+/// a third process competes for them).
+pub const FOREIGN_CPU_LIMIT: f64 = 0.10;
 
 impl Options {
     /// The full run.
@@ -47,12 +55,13 @@ impl Options {
             measure_ms: 1000,
             exe: None,
             progress: true,
+            max_retries: 6,
         }
     }
 
     /// Small counts for smoke tests.
     pub fn quick() -> Options {
-        Options { runs: 1, warmup_ms: 30, measure_ms: 100, ..Options::full() }
+        Options { runs: 1, warmup_ms: 30, measure_ms: 100, max_retries: 0, ..Options::full() }
     }
 
     /// The cases, in the order one run visits them.
@@ -116,6 +125,10 @@ pub struct Record {
     pub receivers: u32,
     /// Whether the processes were pinned to distinct CPUs.
     pub pinned: bool,
+    /// Runs repeated because other processes took CPU during them.
+    pub retried: u32,
+    /// Runs kept although other processes took CPU during them (retries ran out).
+    pub disturbed: u32,
 }
 
 /// One run of one case.
@@ -125,6 +138,10 @@ pub struct Sample {
     pub latency: Option<ChildResult>,
     /// Mean over receivers of msgs/s (streams).
     pub msgs_per_s: Option<f64>,
+    /// Share of a CPU other processes used during the run.
+    pub foreign_cpu: f64,
+    /// Earlier attempts thrown away as disturbed.
+    pub retried: u32,
 }
 
 /// The result of a whole run.
@@ -138,6 +155,10 @@ pub struct Outcome {
     pub pinned_cpus: Vec<usize>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// Runs repeated because other processes took CPU during them.
+    pub retried: u32,
+    /// Runs kept although disturbed (retries ran out).
+    pub disturbed: u32,
 }
 
 /// Where per-run private directories go: tmpfs when there is one, so that
@@ -389,6 +410,54 @@ pub fn reduce(case: Case, samples: &[Sample], pinned: bool) -> Record {
         senders,
         receivers,
         pinned,
+        retried: samples.iter().map(|s| s.retried).sum(),
+        disturbed: samples.iter().filter(|s| s.foreign_cpu > FOREIGN_CPU_LIMIT).count() as u32,
+    }
+}
+
+/// Waits (at most `limit`) until other processes leave the CPUs alone for
+/// a quarter of a second.
+fn wait_for_idle(limit: Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let Some(a) = crate::sys::cpu_snapshot() else { return };
+        let w0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(250));
+        let Some(b) = crate::sys::cpu_snapshot() else { return };
+        if a.foreign_since(&b) / w0.elapsed().as_secs_f64() <= FOREIGN_CPU_LIMIT {
+            return;
+        }
+    }
+}
+
+/// Runs one case once, repeating the run (after waiting for quiet) while
+/// other processes took more than [`FOREIGN_CPU_LIMIT`] of a CPU during it.
+pub fn run_undisturbed(exe: &Path, case: Case, opts: &Options, cpus: &[usize], tag: &str) -> Result<Sample, String> {
+    let mut retried = 0;
+    loop {
+        let before = crate::sys::cpu_snapshot();
+        let t0 = Instant::now();
+        let mut sample = run_once(exe, case, opts, cpus, &format!("{tag}-{retried}"))?;
+        let secs = t0.elapsed().as_secs_f64().max(1e-3);
+        sample.foreign_cpu = match (before, crate::sys::cpu_snapshot()) {
+            (Some(a), Some(b)) => a.foreign_since(&b) / secs,
+            _ => 0.0,
+        };
+        sample.retried = retried;
+        if sample.foreign_cpu <= FOREIGN_CPU_LIMIT || retried >= opts.max_retries {
+            return Ok(sample);
+        }
+        if opts.progress {
+            eprintln!(
+                "  {} {} {}: other processes used {:.0}% of a CPU during the run; waiting for quiet and repeating it",
+                case.transport,
+                case.pattern,
+                size_label(case.size),
+                sample.foreign_cpu * 100.0
+            );
+        }
+        retried += 1;
+        wait_for_idle(Duration::from_secs(120));
     }
 }
 
@@ -415,7 +484,7 @@ pub fn run_all(opts: &Options) -> Result<Outcome, String> {
             done += 1;
             let tag = format!("{}-{run}-{ci}", std::process::id());
             let what = format!("{} {} {}", case.transport, case.pattern, size_label(case.size));
-            match run_once(&exe, case, opts, &pinned_cpus, &tag) {
+            match run_undisturbed(&exe, case, opts, &pinned_cpus, &tag) {
                 Ok(s) => {
                     if opts.progress {
                         let fig = match (&s.latency, s.msgs_per_s) {
@@ -423,7 +492,15 @@ pub fn run_all(opts: &Options) -> Result<Outcome, String> {
                             (None, Some(m)) => format!("{:.3} M msg/s", m / 1e6),
                             _ => String::new(),
                         };
-                        eprintln!("[{done}/{total}] run {}/{}: {what}: {fig}", run + 1, opts.runs);
+                        let note = match (s.retried, s.foreign_cpu > FOREIGN_CPU_LIMIT) {
+                            (0, false) => String::new(),
+                            (n, false) => format!("  ({n} disturbed attempts repeated)"),
+                            (n, true) => format!(
+                                "  (DISTURBED: others used {:.0}% of a CPU; {n} attempts repeated)",
+                                s.foreign_cpu * 100.0
+                            ),
+                        };
+                        eprintln!("[{done}/{total}] run {}/{}: {what}: {fig}{note}", run + 1, opts.runs);
                     }
                     samples[ci].push(s);
                 }
@@ -434,6 +511,8 @@ pub fn run_all(opts: &Options) -> Result<Outcome, String> {
             }
         }
     }
+    let retried = samples.iter().flatten().map(|s| s.retried).sum();
+    let disturbed = samples.iter().flatten().filter(|s| s.foreign_cpu > FOREIGN_CPU_LIMIT).count() as u32;
     let records = cases
         .iter()
         .zip(&samples)
@@ -443,5 +522,5 @@ pub fn run_all(opts: &Options) -> Result<Outcome, String> {
             reduce(case, s, pinned)
         })
         .collect();
-    Ok(Outcome { records, failures, pinned_cpus, elapsed: started.elapsed() })
+    Ok(Outcome { records, failures, pinned_cpus, elapsed: started.elapsed(), retried, disturbed })
 }

@@ -55,6 +55,8 @@ options:
   --quick             small counts (30 ms warm-up, 100 ms measured per run), for tests
   --warmup-ms N       warm-up per run (default 300)
   --measure-ms N      measuring time per run (default 1000)
+  --max-retries N     repeat a run while other processes took more than 10% of a CPU
+                      during it, at most N times (default 6; 0 with --quick)
   --json FILE         write one JSON record per case
   --svg DIR           write SVG charts (latency per size, throughput against size)
   --inproc COUNT      instead: send and receive COUNT messages in this one thread through
@@ -92,6 +94,7 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
     let mut json = None;
     let mut svg = None;
     let mut inproc = None;
+    let mut retries = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -131,6 +134,10 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
             }
             "--json" => json = Some(PathBuf::from(value()?)),
             "--svg" => svg = Some(PathBuf::from(value()?)),
+            "--max-retries" => {
+                let v = value()?;
+                retries = Some(v.parse().map_err(|_| format!("bad --max-retries {v:?}"))?);
+            }
             "--inproc" => {
                 let v = value()?;
                 inproc = Some(v.parse().map_err(|_| format!("bad --inproc {v:?}"))?);
@@ -156,6 +163,9 @@ fn parse(args: &[String]) -> Result<Option<Cli>, String> {
     }
     if let Some(v) = measure {
         opts.measure_ms = v;
+    }
+    if let Some(v) = retries {
+        opts.max_retries = v;
     }
     if opts.sizes.iter().any(|s| !(spec::MSG_HEADER..=(256 << 20)).contains(s)) {
         return Err(format!("message sizes must be between {} bytes and 256 MiB", spec::MSG_HEADER));

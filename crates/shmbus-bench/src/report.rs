@@ -265,6 +265,13 @@ pub fn markdown(machine: &Machine, outcome: &Outcome, command: &str) -> String {
         let _ =
             writeln!(s, "- fewer than 2 CPUs allowed: nothing pinned (busy-spin figures are meaningless on one CPU)");
     }
+    let _ = writeln!(
+        s,
+        "- runs repeated because other processes used more than {:.0}% of a CPU during them: {}; disturbed runs kept: {}",
+        crate::harness::FOREIGN_CPU_LIMIT * 100.0,
+        outcome.retried,
+        outcome.disturbed
+    );
     let _ = writeln!(s, "- wall time: {:.0} s\n", outcome.elapsed.as_secs_f64());
     let _ = writeln!(s, "## Latency (ping-pong, one-way = round trip / 2)\n");
     s.push_str(&latency_table(&outcome.records));

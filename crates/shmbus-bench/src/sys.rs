@@ -304,3 +304,50 @@ impl SharedFile {
         u64::from_le_bytes(b)
     }
 }
+
+/// CPU time used on the whole machine and by this process and its reaped
+/// children, to tell how much CPU other processes took during a run.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    /// Busy time of all CPUs (user, nice, system, irq, softirq, steal), seconds.
+    pub machine_busy: f64,
+    /// This process plus its reaped children, user + system, seconds.
+    pub ours: f64,
+}
+
+fn rusage_secs(who: libc::c_int) -> f64 {
+    // SAFETY: rusage is plain data; all-zero is valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Reads the machine's and our CPU time; `None` without /proc/stat.
+pub fn cpu_snapshot() -> Option<CpuSnapshot> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    if f.len() < 8 {
+        return None;
+    }
+    let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(CpuSnapshot {
+        machine_busy: busy as f64 / hz,
+        ours: rusage_secs(libc::RUSAGE_SELF) + rusage_secs(libc::RUSAGE_CHILDREN),
+    })
+}
+
+impl CpuSnapshot {
+    /// CPU seconds that other processes (and the hypervisor, as steal) used
+    /// between `self` and `later`.
+    pub fn foreign_since(&self, later: &CpuSnapshot) -> f64 {
+        ((later.machine_busy - self.machine_busy) - (later.ours - self.ours)).max(0.0)
+    }
+}
