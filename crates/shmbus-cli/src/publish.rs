@@ -205,41 +205,39 @@ fn publish_stdin(publ: &mut Publisher, a: &PubArgs, stop: &Stop, progress: &mut 
 
 /// The messages of a non-persistent bus go with its file when the last peer
 /// detaches. When no subscriber is attached at the end, waits (at most `max`)
-/// until a subscriber attached and caught up (or attached and left again), so
-/// that a subscriber started right after `pub` (e.g. `--from oldest`) still
-/// gets them. A subscriber that attaches, reads everything and leaves between
-/// two looks (2 ms apart) goes unnoticed: then `pub` waits the whole `max`.
+/// until a subscriber attached and caught up, or attached and left again (the
+/// bus's attach epoch moved, so even a subscriber that came and went between
+/// two looks is noticed), so that a subscriber started right after `pub`
+/// (e.g. `--from oldest`) still gets them.
 fn linger(publ: &Publisher, base: &BusConfig, max: Duration, stop: &Stop) {
     if publ.info().persistent || max.is_zero() {
         return;
     }
     let deadline = Instant::now() + max;
-    let mut first = true;
-    let mut seen = false;
+    let mut first_epoch = None;
     loop {
         let Ok(st) = shmbus::inspect(publ.name(), base) else { return };
         let live: Vec<_> = st.peers.iter().filter(|p| p.alive && p.kind == shmbus::PeerKind::Subscriber).collect();
-        if first {
-            if !live.is_empty() {
-                // Subscribers are attached: the bus outlives us.
-                return;
+        match first_epoch {
+            None => {
+                if !live.is_empty() {
+                    // Subscribers are attached: the bus outlives us.
+                    return;
+                }
+                if progress_wanted() {
+                    eprintln!(
+                        "shmbus: no subscriber on bus '{}' yet; keeping its messages for up to {} (--linger)",
+                        publ.name(),
+                        human_ns(max.as_nanos() as u64)
+                    );
+                }
+                first_epoch = Some(st.attach_epoch);
             }
-            if progress_wanted() {
-                eprintln!(
-                    "shmbus: no subscriber on bus '{}' yet; keeping its messages for up to {} (--linger)",
-                    publ.name(),
-                    human_ns(max.as_nanos() as u64)
-                );
-            }
-            first = false;
-        } else if live.is_empty() {
-            if seen {
-                return;
-            }
-        } else {
-            seen = true;
-            if live.iter().all(|p| p.lag_bytes == 0) {
-                return;
+            Some(epoch) => {
+                let came = st.attach_epoch != epoch;
+                if (came && live.is_empty()) || (!live.is_empty() && live.iter().all(|p| p.lag_bytes == 0)) {
+                    return;
+                }
             }
         }
         if Instant::now() >= deadline || !stop.sleep(Duration::from_millis(2)) {

@@ -59,6 +59,9 @@ pub struct BusStatus {
     pub data_waiters: u32,
     /// Publishers parked (or about to park) waiting for space.
     pub space_waiters: u32,
+    /// How many times a subscriber has attached (it only grows): a change
+    /// between two looks means a subscriber came, even if it already left.
+    pub attach_epoch: u64,
 }
 
 impl BusStatus {
@@ -129,6 +132,7 @@ fn status(region: &Region) -> BusStatus {
         peers,
         data_waiters: m.u32(OFF_DATA_WAITERS).load(Ordering::Relaxed),
         space_waiters: m.u32(OFF_SPACE_WAITERS).load(Ordering::Relaxed),
+        attach_epoch: m.u64(OFF_ATTACH_EPOCH).load(Ordering::Relaxed),
     }
 }
 

@@ -93,7 +93,7 @@ impl std::str::FromStr for StartAt {
 ///
 /// As in the Disruptor's wait strategies: busy-spin has the lowest latency and
 /// burns a core; park sleeps in the kernel at once; spin-then-park (the
-/// default) spins for a few microseconds first.
+/// default) spins for about 20 µs first.
 ///
 /// ```
 /// use shmbus_core::WaitStrategy;
@@ -104,7 +104,7 @@ impl std::str::FromStr for StartAt {
 pub enum WaitStrategy {
     /// Spin on the shared memory until the condition holds or time runs out.
     BusySpin,
-    /// Spin briefly, then park on the shared futex.
+    /// Spin for about 20 µs, then park on the shared futex.
     #[default]
     SpinThenPark,
     /// Park on the shared futex immediately.
