@@ -199,11 +199,15 @@ fn __child() {
             let mut writes = 0u64;
             say("ready");
             while Instant::now() < end {
-                let (lo, hi) = match rng.range(0, 100) {
-                    0..=14 => (0, 512),             // the hot header words
-                    15..=24 => (0, 4096),           // the whole header page
-                    25..=44 => (4096, data_offset), // the peer table
-                    _ => (data_offset, len),        // the ring
+                // Mostly the words peers change while they run; the fields
+                // checked only at attach (magic, sizes) rarely, so that peers
+                // stay attached and keep meeting the damage.
+                let (lo, hi) = match rng.range(0, 1000) {
+                    0..=4 => (0, 128),                // static header fields
+                    5..=149 => (128, 512),            // tail, futex words, waiter counts, epoch
+                    150..=249 => (1024, 4096),        // resynchronisation hints
+                    250..=449 => (4096, data_offset), // the peer table
+                    _ => (data_offset, len),          // the ring
                 };
                 let off = rng.range(lo as u64, hi as u64) as usize;
                 let n = (rng.range(1, 65) as usize).min(len - off);
