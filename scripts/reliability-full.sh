@@ -23,5 +23,6 @@ start=$(date +%s)
 cargo test -p shmbus-core \
     --test reliability_kill --test reliability_hostile --test reliability_limits --test reliability_loom \
     -- --test-threads=1
+cargo test -p shmbus-workspace --test reliability -- --test-threads=1
 echo "reliability suite (full counts) took $(( $(date +%s) - start )) s; figures:"
 cat "$out"

@@ -242,6 +242,28 @@ impl Ring {
     }
 }
 
+mod reliability_support;
+
+/// Runs `f` under loom and prints the number of executions explored.
+fn check(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = runs.clone();
+    let b = builder();
+    let bound = b.preemption_bound;
+    b.check(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    reliability_support::figure(
+        name,
+        &format!(
+            "preemption_bound={} executions={} failures=0",
+            bound.map_or("unbounded".to_string(), |b| b.to_string()),
+            runs.load(std::sync::atomic::Ordering::Relaxed)
+        ),
+    );
+}
+
 fn builder() -> loom::model::Builder {
     let mut b = loom::model::Builder::new();
     if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
@@ -257,7 +279,7 @@ fn builder() -> loom::model::Builder {
 /// and no lost wake-up.
 #[test]
 fn loom_block_two_publishers_one_subscriber() {
-    builder().check(|| {
+    check("loom_block_two_publishers_one_subscriber", || {
         let ring = Arc::new(Ring::new(1, false, 1, 2));
         let pubs: Vec<_> = (0..2u64)
             .map(|k| {
@@ -286,7 +308,7 @@ fn loom_block_two_publishers_one_subscriber() {
 /// receive both messages, with no data race and no lost wake-up.
 #[test]
 fn loom_block_one_publisher_two_subscribers() {
-    builder().check(|| {
+    check("loom_block_one_publisher_two_subscribers", || {
         let ring = Arc::new(Ring::new(1, false, 2, 1));
         let subs: Vec<_> = (0..2usize)
             .map(|s| {
@@ -311,7 +333,7 @@ fn loom_block_one_publisher_two_subscribers() {
 /// number), sequence numbers only grow, and received + lost == published.
 #[test]
 fn loom_overwrite_seqlock_never_delivers_torn_frames() {
-    builder().check(|| {
+    check("loom_overwrite_seqlock_never_delivers_torn_frames", || {
         let ring = Arc::new(Ring::new(2, true, 1, 1));
         let publ = {
             let ring = ring.clone();
