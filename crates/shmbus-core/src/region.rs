@@ -196,6 +196,25 @@ pub struct HeaderInfo {
 }
 
 impl HeaderInfo {
+    /// The header a creator writes for `cfg` on a machine with `page`-byte pages.
+    fn for_config(cfg: &BusConfig, page: usize) -> HeaderInfo {
+        let data_off = data_offset(cfg.max_peers, page);
+        HeaderInfo {
+            version: LAYOUT_VERSION,
+            capacity: cfg.capacity,
+            max_message: cfg.max_message,
+            overflow: cfg.overflow,
+            persistent: cfg.persistent,
+            peer_slots: cfg.max_peers,
+            peer_offset: HEADER_SIZE as u64,
+            data_offset: data_off,
+            file_len: data_off + cfg.capacity,
+            initial_position: cfg.initial_position,
+            creator_pid: os::getpid(),
+            created_unix_ns: now_ns(),
+        }
+    }
+
     pub(crate) fn geometry(&self) -> Geometry {
         Geometry { capacity: self.capacity, max_message: self.max_message }
     }
@@ -281,8 +300,8 @@ impl Region {
             .map_err(|e| cleanup(Error::io(name, &tmp, "lock", e)))?;
         os::fchmod(&file, cfg.mode).map_err(|e| cleanup(Error::io(name, &tmp, "set the mode of", e)))?;
         let page = os::page_size();
-        let data_off = data_offset(cfg.max_peers, page);
-        let file_len = data_off + cfg.capacity;
+        let info = HeaderInfo::for_config(cfg, page);
+        let file_len = info.file_len;
         os::fallocate(&file, file_len).map_err(|e| {
             cleanup(match Error::io(name, &path, "reserve space for", e) {
                 Error::NoSpace { bus, path, .. } => Error::NoSpace { bus, path, needed: file_len },
@@ -294,20 +313,6 @@ impl Region {
             .map_raw(&file)
             .map_err(|e| cleanup(Error::io(name, &tmp, "map", e)))?;
         let mem = Mem { base: map.as_mut_ptr(), len: file_len as usize };
-        let info = HeaderInfo {
-            version: LAYOUT_VERSION,
-            capacity: cfg.capacity,
-            max_message: cfg.max_message,
-            overflow: cfg.overflow,
-            persistent: cfg.persistent,
-            peer_slots: cfg.max_peers,
-            peer_offset: HEADER_SIZE as u64,
-            data_offset: data_off,
-            file_len,
-            initial_position: cfg.initial_position,
-            creator_pid: os::getpid(),
-            created_unix_ns: now_ns(),
-        };
         write_header(&mem, &info, page);
         let region = Region {
             bus: name.to_owned(),
@@ -409,26 +414,13 @@ impl Region {
     pub fn heap(cfg: &BusConfig) -> Result<Region> {
         cfg.validate()?;
         let page = 4096;
-        let data_off = data_offset(cfg.max_peers, page);
-        let file_len = data_off + cfg.capacity;
+        // Persistent: a heap region has no file to remove.
+        let info = HeaderInfo { persistent: true, ..HeaderInfo::for_config(cfg, page) };
+        let file_len = info.file_len;
         let pages = (file_len as usize).div_ceil(4096);
         let raw = Box::into_raw(vec![HeapPage([0; 4096]); pages].into_boxed_slice());
         let buf = std::sync::Arc::new(HeapBuf { base: raw.cast::<HeapPage>(), pages });
         let mem = Mem { base: buf.base.cast::<u8>(), len: file_len as usize };
-        let info = HeaderInfo {
-            version: LAYOUT_VERSION,
-            capacity: cfg.capacity,
-            max_message: cfg.max_message,
-            overflow: cfg.overflow,
-            persistent: true,
-            peer_slots: cfg.max_peers,
-            peer_offset: HEADER_SIZE as u64,
-            data_offset: data_off,
-            file_len,
-            initial_position: cfg.initial_position,
-            creator_pid: os::getpid(),
-            created_unix_ns: 0,
-        };
         write_header(&mem, &info, page);
         mem.u32(OFF_READY).store(1, Ordering::Release);
         Ok(Region {
