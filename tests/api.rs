@@ -4,60 +4,22 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmbus::{BusConfig, Overflow, Publisher, RecvError, SendError, StartAt, Subscriber};
-
-const ROLE: &str = "SHMBUS_API_ROLE";
-
-fn spawn(role: &str, dir: &Path, args: &[String]) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["__child", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .env("SHMBUS_DIR", dir)
-        .env("SHMBUS_API_ARGS", args.join(" "))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(mut child: Child, limit: Duration) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            use std::io::Read;
-            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            assert!(status.success(), "child failed: {status}\n{out}");
-            return out.lines().filter_map(|l| l.strip_prefix("RESULT:")).map(str::to_owned).collect();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use shmbus_testkit::{args, finish, wait_for};
 
 fn cfg(dir: &Path) -> BusConfig {
     BusConfig::default().dir(dir).capacity(64 << 10).max_message(4096)
 }
 
-fn env_cfg() -> BusConfig {
-    cfg(&PathBuf::from(std::env::var_os("SHMBUS_DIR").unwrap()))
+fn spawn(role: &str, dir: &Path, args: &[String]) -> std::process::Child {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    shmbus_testkit::spawn(role, dir, &args)
 }
 
-fn args() -> Vec<String> {
-    std::env::var("SHMBUS_API_ARGS").unwrap_or_default().split_whitespace().map(str::to_owned).collect()
+fn env_cfg() -> BusConfig {
+    cfg(&PathBuf::from(std::env::var_os("SHMBUS_DIR").unwrap()))
 }
 
 /// A checked message: publisher id, sequence, and a body derived from both.
@@ -83,7 +45,7 @@ fn live_subscribers(dir: &Path, name: &str) -> usize {
 /// The child entry point: does nothing unless started with a role.
 #[test]
 fn __child() {
-    let Ok(role) = std::env::var(ROLE) else { return };
+    let Some(role) = shmbus_testkit::role() else { return };
     let a = args();
     match role.as_str() {
         // publish ID N: sends N checked messages.
@@ -146,7 +108,8 @@ fn two_publishers_two_subscribers_identical_total_order() {
     let dir = tempfile::tempdir().unwrap();
     let n = 3000u64;
     let go = dir.path().join("go");
-    let subs: Vec<_> = (0..2).map(|_| spawn("subscribe", dir.path(), &[(2 * n).to_string(), "latest".into()])).collect();
+    let subs: Vec<_> =
+        (0..2).map(|_| spawn("subscribe", dir.path(), &[(2 * n).to_string(), "latest".into()])).collect();
     wait_for("two subscribers", Duration::from_secs(30), || live_subscribers(dir.path(), "bus") == 2);
     let pubs: Vec<_> = (0..2)
         .map(|id| spawn("publish", dir.path(), &[id.to_string(), n.to_string(), go.to_str().unwrap().into()]))
@@ -170,7 +133,10 @@ fn overwrite_stalled_subscriber_reports_exact_loss() {
     let c = cfg(dir.path()).overflow(Overflow::Overwrite);
     let mut sub = Subscriber::open_or_create("bus", &c, StartAt::Latest).unwrap();
     let n = 2000u64;
-    finish(spawn("publish", dir.path(), &["5".into(), n.to_string(), "-".into(), "overwrite".into()]), Duration::from_secs(60));
+    finish(
+        spawn("publish", dir.path(), &["5".into(), n.to_string(), "-".into(), "overwrite".into()]),
+        Duration::from_secs(60),
+    );
     let first = sub.recv_timeout(Duration::from_secs(5));
     let Err(RecvError::Lagged { lost }) = first else { panic!("expected Lagged, got {first:?}") };
     let mut received = 0u64;

@@ -3,51 +3,10 @@
 //! deadline and waits for something observable.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shmbus_core::{Bus, BusConfig, Consumer, Overflow, PeerKind, Poll, Producer, StartAt, WaitStrategy};
-
-const ROLE: &str = "SHMBUS_TEST_ROLE";
-
-fn spawn(role: &str, dir: &Path, args: &[&str]) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["__child", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .env("SHMBUS_DIR", dir)
-        .env("SHMBUS_TEST_ARGS", args.join(" "))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for a child with a deadline; returns its `RESULT:` lines. Kills it on timeout.
-fn finish(mut child: Child, limit: Duration) -> Vec<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            use std::io::Read;
-            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            assert!(status.success(), "child failed: {status}\n{out}");
-            return out.lines().filter_map(|l| l.strip_prefix("RESULT:")).map(str::to_owned).collect();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("child did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use shmbus_testkit::{args, finish, spawn, wait_for};
 
 fn cfg(dir: &Path) -> BusConfig {
     BusConfig::default().dir(dir).capacity(64 << 10).max_message(4096)
@@ -67,10 +26,6 @@ fn parse(m: &[u8]) -> (u64, u64) {
     (p, s)
 }
 
-fn args() -> Vec<String> {
-    std::env::var("SHMBUS_TEST_ARGS").unwrap_or_default().split_whitespace().map(str::to_owned).collect()
-}
-
 fn env_cfg() -> BusConfig {
     cfg(&PathBuf::from(std::env::var_os("SHMBUS_DIR").unwrap()))
 }
@@ -78,7 +33,7 @@ fn env_cfg() -> BusConfig {
 /// The child entry point: does nothing unless started with a role.
 #[test]
 fn __child() {
-    let Ok(role) = std::env::var(ROLE) else { return };
+    let Some(role) = shmbus_testkit::role() else { return };
     let a = args();
     match role.as_str() {
         "create-race" => {

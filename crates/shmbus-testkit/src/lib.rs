@@ -1,0 +1,72 @@
+//! Test support shared by the multi-process test suites.
+//!
+//! A test binary re-executes itself to get real child processes: the parent
+//! calls [`spawn`] with a role; the child runs the test named `__child`
+//! (`--exact`), which looks at [`role`] and does its part, printing results
+//! as `RESULT:` lines that [`finish`] collects. Every wait here has a
+//! deadline and polls something observable; nothing sleeps "long enough".
+#![warn(missing_docs)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Environment variable carrying a child's role.
+pub const ROLE: &str = "SHMBUS_TEST_ROLE";
+/// Environment variable carrying a child's arguments (space-separated).
+pub const ARGS: &str = "SHMBUS_TEST_ARGS";
+
+/// Starts this test binary again as a child running the `__child` test with
+/// `role` and `args`, with `SHMBUS_DIR` set to `dir`. Its stdout is captured.
+pub fn spawn(role: &str, dir: &Path, args: &[&str]) -> Child {
+    Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["__child", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE, role)
+        .env(ARGS, args.join(" "))
+        .env("SHMBUS_DIR", dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the test binary")
+}
+
+/// In a child: its role, or `None` in the parent (where `__child` is a no-op).
+pub fn role() -> Option<String> {
+    std::env::var(ROLE).ok()
+}
+
+/// In a child: its arguments.
+pub fn args() -> Vec<String> {
+    std::env::var(ARGS).unwrap_or_default().split_whitespace().map(str::to_owned).collect()
+}
+
+/// Waits for a child to exit successfully within `limit` and returns its
+/// `RESULT:` lines; kills it and panics on timeout or failure.
+pub fn finish(mut child: Child, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut out = String::new();
+            if let Some(mut stdout) = child.stdout.take() {
+                let _ = stdout.read_to_string(&mut out);
+            }
+            assert!(status.success(), "child failed: {status}\n{out}");
+            return out.lines().filter_map(|l| l.strip_prefix("RESULT:")).map(str::to_owned).collect();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `cond` every 2 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
