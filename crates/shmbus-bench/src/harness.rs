@@ -129,6 +129,15 @@ pub struct Record {
     pub retried: u32,
     /// Runs kept although other processes took CPU during them (retries ran out).
     pub disturbed: u32,
+    /// Median over runs of the CPU-to-CPU floor (one-way cache-line latency
+    /// between the two pinned processes, probed before and after each run).
+    pub floor_ns: Option<f64>,
+    /// Per run, in run order: p50 (ping-pong), msgs_per_s (streams) and floor.
+    pub p50_runs_ns: Vec<f64>,
+    /// See `p50_runs_ns`.
+    pub msgs_per_s_runs: Vec<f64>,
+    /// See `p50_runs_ns`.
+    pub floor_runs_ns: Vec<Option<f64>>,
 }
 
 /// One run of one case.
@@ -142,7 +151,25 @@ pub struct Sample {
     pub foreign_cpu: f64,
     /// Earlier attempts thrown away as disturbed.
     pub retried: u32,
+    /// The floor probe before and after (pinned cases): one-way ns.
+    pub floor: Option<(f64, f64)>,
 }
+
+impl Sample {
+    /// The floor the run ran on (mean of the probes before and after).
+    pub fn floor_ns(&self) -> Option<f64> {
+        self.floor.map(|(a, b)| (a + b) / 2.0)
+    }
+
+    /// Whether the floor moved by more than [`FLOOR_DRIFT_LIMIT`] during the run.
+    pub fn floor_moved(&self) -> bool {
+        self.floor.is_some_and(|(a, b)| (a - b).abs() > FLOOR_DRIFT_LIMIT * a.min(b))
+    }
+}
+
+/// A run whose floor probes before and after differ by more than this share
+/// ran on two different placements of the virtual CPUs: it is repeated.
+pub const FLOOR_DRIFT_LIMIT: f64 = 0.3;
 
 /// The result of a whole run.
 #[derive(Debug, Default)]
@@ -302,6 +329,15 @@ pub fn run_once(exe: &Path, case: Case, opts: &Options, cpus: &[usize], tag: &st
         measure_ms: opts.measure_ms,
         senders,
         receivers,
+        probe: None,
+    };
+    let base = if pin {
+        let path = dir.path().join("floor-probe.shm");
+        crate::sys::SharedFile::create(&path, crate::transport::probe::FILE_LEN)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        ChildSpec { probe: Some(path), ..base }
+    } else {
+        base
     };
     let (server_role, client_role, n_servers, n_clients) = match case.pattern {
         Pattern::Pingpong => (Role::Ponger, Role::Pinger, 1, 1),
@@ -339,7 +375,10 @@ pub fn run_once(exe: &Path, case: Case, opts: &Options, cpus: &[usize], tag: &st
     if errors > 0 {
         return Err(format!("{errors} messages lost, out of order or wrongly echoed"));
     }
-    let mut sample = Sample::default();
+    let mut sample = Sample {
+        floor: parsed.iter().find_map(|(_, r)| Some((r.floor_before_ns?, r.floor_after_ns?))),
+        ..Sample::default()
+    };
     match case.pattern {
         Pattern::Pingpong => {
             let (_, r) = parsed.iter().find(|(i, _)| clients.contains(i)).ok_or("no result from the pinger")?;
@@ -412,6 +451,10 @@ pub fn reduce(case: Case, samples: &[Sample], pinned: bool) -> Record {
         pinned,
         retried: samples.iter().map(|s| s.retried).sum(),
         disturbed: samples.iter().filter(|s| s.foreign_cpu > FOREIGN_CPU_LIMIT).count() as u32,
+        floor_ns: median(samples.iter().filter_map(Sample::floor_ns).collect()),
+        p50_runs_ns: lat.iter().map(|r| r.p50_ns).collect(),
+        msgs_per_s_runs: samples.iter().filter_map(|s| s.msgs_per_s).collect(),
+        floor_runs_ns: samples.iter().map(Sample::floor_ns).collect(),
     }
 }
 
@@ -457,17 +500,18 @@ pub fn run_undisturbed(exe: &Path, case: Case, opts: &Options, cpus: &[usize], t
     loop {
         let mut sample = attempt(exe, case, opts, cpus, &format!("{tag}-{retried}"))?;
         sample.retried = retried;
-        if sample.foreign_cpu <= FOREIGN_CPU_LIMIT || retried >= opts.max_retries {
+        let busy = sample.foreign_cpu > FOREIGN_CPU_LIMIT;
+        if (!busy && !sample.floor_moved()) || retried >= opts.max_retries {
             return Ok(sample);
         }
         if opts.progress {
-            eprintln!(
-                "  {} {} {}: other processes used {:.0}% of a CPU during the run; waiting for quiet and repeating it",
-                case.transport,
-                case.pattern,
-                size_label(case.size),
-                sample.foreign_cpu * 100.0
-            );
+            let why = if busy {
+                format!("other processes used {:.0}% of a CPU during the run", sample.foreign_cpu * 100.0)
+            } else {
+                let (a, b) = sample.floor.unwrap_or_default();
+                format!("the CPU-to-CPU floor moved from {a:.0} to {b:.0} ns during the run")
+            };
+            eprintln!("  {} {} {}: {why}; repeating it", case.transport, case.pattern, size_label(case.size));
         }
         retried += 1;
         if !wait_for_idle(QUIET_WAIT) {
@@ -505,11 +549,14 @@ pub fn run_all(opts: &Options) -> Result<Outcome, String> {
             match run_undisturbed(&exe, case, opts, &pinned_cpus, &tag) {
                 Ok(s) => {
                     if opts.progress {
-                        let fig = match (&s.latency, s.msgs_per_s) {
+                        let mut fig = match (&s.latency, s.msgs_per_s) {
                             (Some(l), _) => format!("p50 {:.0} ns  p99 {:.0} ns", l.p50_ns, l.p99_ns),
                             (None, Some(m)) => format!("{:.3} M msg/s", m / 1e6),
                             _ => String::new(),
                         };
+                        if let Some(f) = s.floor_ns() {
+                            fig.push_str(&format!("  [floor {f:.0} ns]"));
+                        }
                         let note = match (s.retried, s.foreign_cpu > FOREIGN_CPU_LIMIT) {
                             (0, false) => String::new(),
                             (n, false) => format!("  ({n} disturbed attempts repeated)"),

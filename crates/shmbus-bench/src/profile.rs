@@ -52,6 +52,7 @@ pub fn inproc(transport: Transport, size: usize, count: u64) -> Res<f64> {
         measure_ms: 0,
         senders: 1,
         receivers: 1,
+        probe: None,
     };
     match transport {
         Transport::RawRing => {

@@ -70,15 +70,29 @@ fn gbps(v: Option<f64>) -> String {
     v.map(|v| format!("{:.3}", v / 1e9)).unwrap_or_else(|| "-".into())
 }
 
+/// The floor of each run, in run order ("-" when not probed).
+fn floor_list(r: &Record) -> String {
+    if r.floor_runs_ns.iter().all(Option::is_none) {
+        return "-".into();
+    }
+    r.floor_runs_ns
+        .iter()
+        .map(|f| f.map(|f| format!("{f:.0}")).unwrap_or_else(|| "?".into()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The latency table (ping-pong records).
 pub fn latency_table(records: &[Record]) -> String {
     let mut s = String::new();
-    s.push_str("| transport | mode | size | p50 ns | p99 ns | p99.9 ns | max ns | p50 min-max over runs | runs |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str(
+        "| transport | mode | size | p50 ns | p99 ns | p99.9 ns | max ns | p50 min-max over runs | runs | floor ns |\n",
+    );
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in records.iter().filter(|r| r.pattern == "pingpong") {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {}-{} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {}-{} | {} | {} |",
             r.transport,
             r.mode,
             size_label(r.size),
@@ -88,7 +102,8 @@ pub fn latency_table(records: &[Record]) -> String {
             ns(r.max_ns),
             ns(r.p50_min_ns),
             ns(r.p50_max_ns),
-            r.runs
+            r.runs,
+            floor_list(r)
         );
     }
     s
@@ -97,12 +112,12 @@ pub fn latency_table(records: &[Record]) -> String {
 /// The throughput table (stream, fan-out and mpsc records).
 pub fn throughput_table(records: &[Record]) -> String {
     let mut s = String::new();
-    s.push_str("| transport | mode | pattern | size | msg/s per receiver | GB/s per receiver | msg/s min-max over runs | runs |\n");
-    s.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
+    s.push_str("| transport | mode | pattern | size | msg/s per receiver | GB/s per receiver | msg/s min-max over runs | runs | floor ns |\n");
+    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for r in records.iter().filter(|r| r.pattern != "pingpong") {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {}-{} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {}-{} | {} | {} |",
             r.transport,
             r.mode,
             r.pattern,
@@ -111,7 +126,8 @@ pub fn throughput_table(records: &[Record]) -> String {
             gbps(r.bytes_per_s),
             rate(r.msgs_per_s_min),
             rate(r.msgs_per_s_max),
-            r.runs
+            r.runs,
+            floor_list(r)
         );
     }
     s
@@ -122,8 +138,11 @@ pub fn throughput_table(records: &[Record]) -> String {
 pub struct Ratio {
     /// What is compared.
     pub what: String,
-    /// The measured ratio.
+    /// The measured ratio (of the two medians).
     pub value: Option<f64>,
+    /// Ratios between runs of the two cases that ran on the same CPU-to-CPU
+    /// floor: (floor ns, median ratio, pairs), one entry per floor level.
+    pub by_floor: Vec<(f64, f64, usize)>,
     /// The goal, as text ("<= 1.5").
     pub goal: String,
     /// Met, missed, or not measured (None).
@@ -132,6 +151,51 @@ pub struct Ratio {
 
 fn find<'a>(records: &'a [Record], id: &str, pattern: &str, size: usize) -> Option<&'a Record> {
     records.iter().find(|r| r.id == id && r.pattern == pattern && r.size == size)
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Ratios a/b over every pair of runs (one of each case) whose floors are
+/// within 25% of each other, grouped into floor levels (a level spans at
+/// most a factor 1.5): (median floor, median ratio, pairs) per level.
+pub fn same_floor_ratios(a: &Record, b: &Record, latency: bool) -> Vec<(f64, f64, usize)> {
+    let values = |r: &Record| if latency { r.p50_runs_ns.clone() } else { r.msgs_per_s_runs.clone() };
+    let (va, vb) = (values(a), values(b));
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    for (x, fa) in va.iter().zip(&a.floor_runs_ns) {
+        for (y, fb) in vb.iter().zip(&b.floor_runs_ns) {
+            if let (Some(fa), Some(fb)) = (fa, fb) {
+                if (fa - fb).abs() <= 0.25 * fa.min(*fb) && *y > 0.0 {
+                    pairs.push(((fa + fb) / 2.0, x / y));
+                }
+            }
+        }
+    }
+    pairs.sort_by(|p, q| p.0.total_cmp(&q.0));
+    let mut levels = Vec::new();
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut j = i;
+        while j < pairs.len() && pairs[j].0 <= pairs[i].0 * 1.5 {
+            j += 1;
+        }
+        let group = &pairs[i..j];
+        levels.push((
+            median_of(group.iter().map(|p| p.0).collect()),
+            median_of(group.iter().map(|p| p.1).collect()),
+            group.len(),
+        ));
+        i = j;
+    }
+    levels
 }
 
 /// The project's targets, each computed from this run's records.
@@ -153,7 +217,7 @@ pub fn ratios(records: &[Record]) -> Vec<Ratio> {
             (_, Some(l)) => Some(v >= l),
             _ => None,
         });
-        out.push(Ratio { what: what.to_string(), value, goal: goal.to_string(), met });
+        out.push(Ratio { what: what.to_string(), value, by_floor: Vec::new(), goal: goal.to_string(), met });
     };
     target(
         "latency 64 B p50: shmbus busy-spin / raw-atomic ping-pong",
@@ -204,6 +268,21 @@ pub fn ratios(records: &[Record]) -> Vec<Ratio> {
         None,
         Some(4.0),
     );
+    let pairs: Vec<(&str, usize, &str, &str)> = vec![
+        ("pingpong", 64, "shmbus-spin", "raw-atomic"),
+        ("pingpong", 64, "uds-stream", "shmbus-spin"),
+        ("pingpong", 64, "shmbus-park", "raw-futex"),
+        ("stream", 64, "shmbus-spin", "raw-ring"),
+        ("stream", 64, "shmbus-spin", "uds-stream"),
+        ("stream", 1024, "shmbus-spin", "raw-ring"),
+        ("stream", 65536, "shmbus-spin", "uds-stream"),
+        ("pingpong", 64, "iceoryx2", "shmbus-spin"),
+        ("pingpong", 64, "", ""),
+        ("stream", 64, "shmbus-spin", "iceoryx2"),
+        ("pingpong", 1024, "iceoryx2", "shmbus-spin"),
+        ("pingpong", 1024, "", ""),
+        ("stream", 1024, "shmbus-spin", "iceoryx2"),
+    ];
     for size in [64, 1024] {
         let l = size_label(size);
         target(
@@ -228,21 +307,34 @@ pub fn ratios(records: &[Record]) -> Vec<Ratio> {
             None,
         );
     }
+    for (ratio, (pattern, size, a, b)) in out.iter_mut().zip(pairs) {
+        if let (Some(ra), Some(rb)) = (find(records, a, pattern, size), find(records, b, pattern, size)) {
+            ratio.by_floor = same_floor_ratios(ra, rb, pattern == "pingpong");
+        }
+    }
     out
 }
 
 /// The ratios as a markdown table.
 pub fn ratio_table(ratios: &[Ratio]) -> String {
-    let mut s = String::from("| target | measured | goal | result |\n|---|---:|---:|---|\n");
+    let mut s = String::from(
+        "| target | measured (ratio of medians) | goal | result | between runs on the same CPU-to-CPU floor |\n|---|---:|---:|---|---|\n",
+    );
     for r in ratios {
         let value = r.value.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "not measured".into());
+        let floors = r
+            .by_floor
+            .iter()
+            .map(|(f, v, n)| format!("{v:.2}x at {f:.0} ns ({n} pairs)"))
+            .collect::<Vec<_>>()
+            .join("; ");
         let result = match r.met {
             Some(true) => "met",
             Some(false) => "MISSED",
             None if r.value.is_some() => "-",
             None => "n/a",
         };
-        let _ = writeln!(s, "| {} | {value} | {} | {result} |", r.what, r.goal);
+        let _ = writeln!(s, "| {} | {value} | {} | {result} | {floors} |", r.what, r.goal);
     }
     s
 }

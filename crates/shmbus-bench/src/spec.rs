@@ -278,6 +278,10 @@ pub struct ChildSpec {
     pub senders: u32,
     /// Number of receivers in the case.
     pub receivers: u32,
+    /// The floor probe's shared file (pinned 1 -> 1 cases): the two processes
+    /// measure the raw cache-line round trip between their CPUs before and
+    /// after the case, so each run carries the hardware floor it ran on.
+    pub probe: Option<PathBuf>,
 }
 
 /// What a child reports.
@@ -301,6 +305,11 @@ pub struct ChildResult {
     pub errors: u64,
     /// Sender: messages sent, warm-up included.
     pub sent: u64,
+    /// Client of a pinned case: one-way cache-line latency between the two
+    /// CPUs (p50 of the floor probe) just before the case, nanoseconds.
+    pub floor_before_ns: Option<f64>,
+    /// The same just after the case.
+    pub floor_after_ns: Option<f64>,
 }
 
 /// Message sizes for humans: 64 B, 1 KiB, 64 KiB.

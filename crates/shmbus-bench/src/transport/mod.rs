@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 
 use crate::spec::{ChildResult, ChildSpec, Role, MSG_HEADER, STOP};
 
+pub mod probe;
 pub mod raw;
 pub mod shm;
 pub mod socket;
@@ -78,12 +79,40 @@ pub fn run_role<L: Link, R: Rx, S: Tx>(
     receiver: impl FnOnce(&ChildSpec, &mut dyn FnMut(&str)) -> Res<R>,
     sender: impl FnOnce(&ChildSpec) -> Res<S>,
 ) -> Res<ChildResult> {
-    match spec.role {
-        Role::Ponger => run_ponger(ponger(spec, ready)?),
-        Role::Pinger => run_pinger(spec, pinger(spec)?),
-        Role::Receiver => run_receiver(spec, receiver(spec, ready)?),
-        Role::Sender => run_sender(spec, sender(spec)?),
-    }
+    let probe = match &spec.probe {
+        Some(path) => Some(probe::Probe::open(path)?),
+        None => None,
+    };
+    let result = match spec.role {
+        Role::Ponger | Role::Receiver => {
+            let result = if spec.role == Role::Ponger {
+                let link = ponger(spec, ready)?;
+                probe.as_ref().map(|p| p.respond(0)).transpose()?;
+                run_ponger(link)?
+            } else {
+                let rx = receiver(spec, ready)?;
+                probe.as_ref().map(|p| p.respond(0)).transpose()?;
+                run_receiver(spec, rx)?
+            };
+            probe.as_ref().map(|p| p.respond(1)).transpose()?;
+            result
+        }
+        Role::Pinger | Role::Sender => {
+            // Probe once connected: a socket server answers only after accept.
+            let mut result = if spec.role == Role::Pinger {
+                let link = pinger(spec)?;
+                let before = probe.as_ref().map(|p| p.initiate(0)).transpose()?;
+                ChildResult { floor_before_ns: before, ..run_pinger(spec, link)? }
+            } else {
+                let tx = sender(spec)?;
+                let before = probe.as_ref().map(|p| p.initiate(0)).transpose()?;
+                ChildResult { floor_before_ns: before, ..run_sender(spec, tx)? }
+            };
+            result.floor_after_ns = probe.as_ref().map(|p| p.initiate(1)).transpose()?;
+            result
+        }
+    };
+    Ok(result)
 }
 
 /// A sender's message buffer, starting on a 64-byte boundary so that the
