@@ -261,7 +261,14 @@ impl Consumer {
         // Bounded: padding frames and resynchronisations per call.
         for _ in 0..64 {
             match self.read_frame(buf)? {
-                Frame::NotReady => return Ok(Poll::Empty),
+                Frame::NotReady => {
+                    if !self.overwrite {
+                        // Dry: a publisher parked for space must not wait for
+                        // our next checkpoint (see `advance`).
+                        self.wake_parked_publishers();
+                    }
+                    return Ok(Poll::Empty);
+                }
                 Frame::Skipped | Frame::Resynced => continue,
                 Frame::Message { seq, len } => {
                     if std::mem::take(&mut self.lag_pending) {
@@ -312,6 +319,8 @@ impl Consumer {
         }
         let validating = self.validating(pos);
         let own = self.bus.slot;
+        let line = (region.data_off(pos) & !63) + 64;
+        let next_line = (line + 8 <= region.info.file_len as usize).then_some(line);
         crate::wait::wait_until(
             self.wait,
             1,
@@ -319,6 +328,12 @@ impl Consumer {
             region.mem.u32(OFF_DATA_FUTEX),
             region.mem.u32(OFF_DATA_WAITERS),
             || {
+                // Also touch the line after the frame header: the payload of a
+                // small frame lives there, and loading it while we spin lets
+                // its miss overlap with the stamp's instead of following it.
+                if let Some(off) = next_line {
+                    let _ = region.mem.u64(off).load(Ordering::Relaxed);
+                }
                 region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire) == pos
                     || (validating && self.overrun(pos))
             },
@@ -474,6 +489,7 @@ impl Consumer {
     }
 
     fn advance(&mut self, next: u64, msg_len: Option<usize>) {
+        let prev = self.cursor;
         self.cursor = next;
         let region = &self.bus.region;
         let own = region.slot(self.bus.slot);
@@ -488,11 +504,26 @@ impl Consumer {
             // SYNC POINT with the Acquire load of holds in `scan_limit`: our reads
             // of the bytes before `next` happen before a publisher reuses them.
             own.u64(SLOT_HOLD).store(next, Ordering::Release);
-            // SYNC POINT with the SeqCst increment of `space_waiters` by a parking publisher.
-            fence(Ordering::SeqCst);
-            let m = &region.mem;
-            crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
+            // A publisher parked on a full ring waits until an eighth of it is
+            // free (the hysteresis in `Producer::wait_for_space`), so we need
+            // not look for one after every message: at every sixteenth of the
+            // ring we pass, and whenever we run dry (`try_read` finding
+            // nothing), is enough for it to be woken without waiting out a park
+            // slice. That keeps a full fence off the per-message path.
+            let checkpoint_mask = !(region.geo.capacity / 16 - 1); // a power of two: no division
+            if prev & checkpoint_mask != next & checkpoint_mask {
+                self.wake_parked_publishers();
+            }
         }
+    }
+
+    /// Wakes publishers parked waiting for space, if any (block mode).
+    fn wake_parked_publishers(&self) {
+        let m = &self.bus.region.mem;
+        // SYNC POINT with the SeqCst increment of `space_waiters` (and the fence
+        // after it) by a parking publisher: the handshake in wait.rs.
+        fence(Ordering::SeqCst);
+        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
     }
 
     /// After an overrun: jump to the oldest intact frame and remember to report the loss.
