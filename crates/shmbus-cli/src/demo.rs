@@ -51,9 +51,10 @@ pub struct DemoArgs {
     /// Seconds to stream over each transport.
     #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_secs)]
     duration: f64,
-    /// How the subscribers wait: park (sleep in the kernel at once, like a socket
-    /// reader), spin-then-park, or busy-spin (burns a core per subscriber).
-    #[arg(long, value_name = "STRATEGY", default_value = "park")]
+    /// How the subscribers wait: busy-spin (the default: what latency-sensitive
+    /// users run; burns a core per subscriber while the demo runs),
+    /// spin-then-park, or park (sleep in the kernel at once, like a socket reader).
+    #[arg(long, value_name = "STRATEGY", default_value = "busy-spin")]
     wait: WaitStrategy,
 }
 
