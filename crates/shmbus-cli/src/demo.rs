@@ -187,7 +187,7 @@ fn sender_phases(
     let mut seq = 0u64;
     let start = Instant::now();
     loop {
-        if seq % 64 == 0 && (start.elapsed() >= burst || stop.requested()) {
+        if seq.is_multiple_of(64) && (start.elapsed() >= burst || stop.requested()) {
             break;
         }
         synthetic::encode(&mut buf, id, seq, 0, clock::monotonic_ns());

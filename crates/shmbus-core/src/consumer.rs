@@ -194,7 +194,7 @@ impl Consumer {
         let region = self.region();
         let mut pos = self.cursor;
         for _ in 0..4 {
-            if pos % FRAME_ALIGN != 0 {
+            if !pos.is_multiple_of(FRAME_ALIGN) {
                 return None;
             }
             let stamp = region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire);
@@ -314,7 +314,7 @@ impl Consumer {
     pub fn wait_for_data(&self, deadline: Option<Instant>) {
         let region = &self.bus.region;
         let pos = self.cursor;
-        if pos % FRAME_ALIGN != 0 {
+        if !pos.is_multiple_of(FRAME_ALIGN) {
             return; // damaged: the next read reports it
         }
         let validating = self.validating(pos);
@@ -345,7 +345,7 @@ impl Consumer {
         let pos = self.cursor;
         let validating = self.validating(pos);
         let region = &self.bus.region;
-        if pos % FRAME_ALIGN != 0 {
+        if !pos.is_multiple_of(FRAME_ALIGN) {
             return Err(region.corrupt(format!("read position {pos:#x} is not frame-aligned (a damaged tail or hint)")));
         }
         let f = region.frame(pos);
@@ -437,7 +437,7 @@ impl Consumer {
         }
         for _ in 0..64 {
             let pos = self.cursor;
-            if self.validating(pos) || pos % FRAME_ALIGN != 0 {
+            if self.validating(pos) || !pos.is_multiple_of(FRAME_ALIGN) {
                 return Ok(None); // a misaligned cursor is reported by `try_read`
             }
             let region = &self.bus.region;

@@ -131,7 +131,7 @@ pub(crate) const LOCK_SLOT_BASE: i64 = (1 << 40) + 64;
 // CachePadded notes), so publishers' CAS on the tail does not slow the
 // subscribers' futex and epoch reads.
 const _: () = {
-    assert!(OFF_TAIL % 128 == 0 && OFF_DATA_FUTEX % 128 == 0 && OFF_ATTACH_EPOCH % 128 == 0);
+    assert!(OFF_TAIL.is_multiple_of(128) && OFF_DATA_FUTEX.is_multiple_of(128) && OFF_ATTACH_EPOCH.is_multiple_of(128));
     assert!(OFF_CREATED_NS + 8 <= OFF_TAIL && OFF_TAIL + 16 <= OFF_DATA_FUTEX);
     assert!(OFF_SPACE_WAITERS + 4 <= OFF_ATTACH_EPOCH && OFF_PEER_HIGH_WATER + 4 <= OFF_HINTS);
     assert!(OFF_HINTS + HINTS * 8 <= HEADER_SIZE);

@@ -133,7 +133,11 @@ impl Region {
         let len = distance(start, end);
         // Reject impossible values from a damaged slot: a claim is aligned and
         // spans at most the end-of-lap padding plus one frame.
-        if start % FRAME_ALIGN != 0 || end % FRAME_ALIGN != 0 || len == 0 || len > 2 * geo.max_frame_len() {
+        if !start.is_multiple_of(FRAME_ALIGN)
+            || !end.is_multiple_of(FRAME_ALIGN)
+            || len == 0
+            || len > 2 * geo.max_frame_len()
+        {
             return;
         }
         let tail = self.tail().0;

@@ -140,7 +140,7 @@ impl Producer {
                 return Ok(c);
             }
             let tail = self.bus.region.tail().0;
-            if tail % FRAME_ALIGN != 0 {
+            if !tail.is_multiple_of(FRAME_ALIGN) {
                 let what = format!("its tail position {tail:#x} is not frame-aligned (the header was damaged)");
                 return Err(ClaimError::Bus(self.bus.region.corrupt(what)));
             }

@@ -42,7 +42,7 @@ impl Mem {
     #[inline]
     fn check(&self, off: usize, size: usize) {
         assert!(
-            off % size == 0 && off.checked_add(size).is_some_and(|end| end <= self.len),
+            off.is_multiple_of(size) && off.checked_add(size).is_some_and(|end| end <= self.len),
             "shmbus internal error: offset {off} (+{size}) outside a mapping of {} bytes",
             self.len
         );

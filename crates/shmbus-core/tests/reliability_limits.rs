@@ -65,9 +65,9 @@ fn __child() {
             let n: u64 = a[0].parse().unwrap();
             let cfg = BusConfig::default().dir(&dir).capacity(64 << 10).max_message(4096);
             let cycle = |i: u64| {
-                let kind = if i % 2 == 0 { PeerKind::Publisher } else { PeerKind::Subscriber };
+                let kind = if i.is_multiple_of(2) { PeerKind::Publisher } else { PeerKind::Subscriber };
                 let bus = Bus::open_or_create("cycle", &cfg, kind).unwrap();
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     // A second handle attaching while the first is there.
                     let other = Bus::attach("cycle", &cfg, PeerKind::Subscriber).unwrap();
                     let mut c = Consumer::new(other, StartAt::Oldest, WaitStrategy::Park);

@@ -230,7 +230,7 @@ fn run_sender(spec: &ChildSpec, mut tx: impl Tx) -> Res<ChildResult> {
         msg.stamp(seq, spec.index);
         tx.send(msg.bytes())?;
         seq += 1;
-        if seq % 64 == 0 && Instant::now() >= end {
+        if seq.is_multiple_of(64) && Instant::now() >= end {
             break;
         }
     }
@@ -270,7 +270,7 @@ fn run_receiver(spec: &ChildSpec, mut rx: impl Rx) -> Res<ChildResult> {
         } else {
             check(seq, from, &mut errors);
             n += 1;
-            if measuring.is_none() && n % 64 == 0 && Instant::now() >= warm_end {
+            if measuring.is_none() && n.is_multiple_of(64) && Instant::now() >= warm_end {
                 measuring = Some((Instant::now(), n));
             }
         }
@@ -292,7 +292,7 @@ pub fn spin_until(mut ready: impl FnMut() -> bool) -> Res<()> {
     while !ready() {
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % (1 << 16) == 0 {
+        if spins.is_multiple_of(1 << 16) {
             let t0 = *since.get_or_insert_with(Instant::now);
             if t0.elapsed() > PEER_TIMEOUT {
                 return Err(format!("peer silent for {PEER_TIMEOUT:?}").into());
