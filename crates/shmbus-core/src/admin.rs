@@ -95,12 +95,12 @@ fn status(region: &Region) -> BusStatus {
     let (tail, published) = region.tail();
     let mut peers = Vec::new();
     for slot in 0..region.info.peer_slots {
-        let kind = match m.u32(region.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire) {
+        let kind = match region.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) {
             STATE_PUBLISHER => PeerKind::Publisher,
             STATE_SUBSCRIBER => PeerKind::Subscriber,
             _ => continue,
         };
-        let get = |f| m.u64(region.slot_off(slot, f)).load(Ordering::Relaxed);
+        let get = |f| region.slot(slot).u64(f).load(Ordering::Relaxed);
         let cursor = if kind == PeerKind::Subscriber { get(SLOT_CURSOR) } else { 0 };
         let (lag_bytes, lag_messages) = if kind == PeerKind::Subscriber {
             let lb = distance(cursor, tail);
@@ -112,7 +112,7 @@ fn status(region: &Region) -> BusStatus {
         peers.push(PeerInfo {
             slot,
             kind,
-            pid: m.u32(region.slot_off(slot, SLOT_PID)).load(Ordering::Relaxed),
+            pid: region.slot(slot).u32(SLOT_PID).load(Ordering::Relaxed),
             alive: region.slot_locked_by_other(slot),
             cursor,
             lag_bytes,

@@ -16,7 +16,7 @@ use crate::config::{Overflow, PeerKind, StartAt, WaitStrategy};
 use crate::error::Result;
 use crate::layout::*;
 use crate::region::Region;
-use crate::ring::{at_or_before, distance};
+use crate::ring::{at_or_before, distance, FrameKind};
 
 /// The outcome of one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,8 +126,8 @@ impl Consumer {
             // Hold publishers back (a full lap behind the tail when starting at
             // the oldest frame) until the real cursor is known.
             let hold = if start == StartAt::Oldest { t0.wrapping_sub(cap) } else { t0 };
-            m.u64(region.slot_off(slot, SLOT_HOLD)).store(hold, Ordering::Relaxed);
-            m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).store(HOLD_ACTIVE, Ordering::Relaxed);
+            region.slot(slot).u64(SLOT_HOLD).store(hold, Ordering::Relaxed);
+            region.slot(slot).u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
         }
         // SYNC POINT with `Producer::try_claim` (SeqCst epoch load, SeqCst tail
         // loads and CAS): in the single total order, either a publisher's epoch
@@ -152,10 +152,10 @@ impl Consumer {
                 self.expected_seq = self.peek_first_seq();
             }
         }
-        m.u64(region.slot_off(slot, SLOT_CURSOR)).store(self.cursor, Ordering::Relaxed);
-        m.u64(region.slot_off(slot, SLOT_NEXT_SEQ)).store(self.expected_seq.unwrap_or(s1), Ordering::Relaxed);
+        region.slot(slot).u64(SLOT_CURSOR).store(self.cursor, Ordering::Relaxed);
+        region.slot(slot).u64(SLOT_NEXT_SEQ).store(self.expected_seq.unwrap_or(s1), Ordering::Relaxed);
         if !self.overwrite {
-            m.u64(region.slot_off(slot, SLOT_HOLD)).store(self.cursor, Ordering::Release);
+            region.slot(slot).u64(SLOT_HOLD).store(self.cursor, Ordering::Release);
         }
     }
 
@@ -197,24 +197,21 @@ impl Consumer {
             if !pos.is_multiple_of(FRAME_ALIGN) {
                 return None;
             }
-            let stamp = region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire);
-            if stamp != pos {
+            let f = region.frame(pos);
+            if f.stamp().load(Ordering::Acquire) != pos {
                 return if pos == region.tail().0 { Some(region.tail().1) } else { None };
             }
-            let meta = region.mem.u32(region.frame_off(pos, FRAME_META)).load(Ordering::Relaxed);
-            let len = region.mem.u32(region.frame_off(pos, FRAME_LEN)).load(Ordering::Relaxed);
-            let seq = region.mem.u64(region.frame_off(pos, FRAME_SEQ)).load(Ordering::Relaxed);
+            let meta = f.meta().load(Ordering::Relaxed);
+            let len = f.len().load(Ordering::Relaxed);
+            let seq = f.seq().load(Ordering::Relaxed);
             if self.overrun(pos) {
                 return None;
             }
-            if meta & u32::from(FRAME_PAD) == 0 {
-                return Some(seq);
+            match region.geo.classify(pos, len, meta & 0xffff) {
+                Ok(FrameKind::Message { .. }) => return Some(seq),
+                Ok(FrameKind::Padding { len }) => pos = pos.wrapping_add(len),
+                Err(_) => return None,
             }
-            let total = u64::from(len);
-            if total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > region.geo.room_to_lap_end(pos) {
-                return None;
-            }
-            pos = pos.wrapping_add(total);
         }
         None
     }
@@ -278,10 +275,7 @@ impl Consumer {
                                 self.set_expected(seq.wrapping_add(1));
                                 self.lost_total += lost;
                                 let region = &self.bus.region;
-                                region
-                                    .mem
-                                    .u64(region.slot_off(self.bus.slot, SLOT_LOST))
-                                    .store(self.lost_total, Ordering::Relaxed);
+                                region.slot(self.bus.slot).u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
                                 self.stash = Some((std::mem::take(buf), seq));
                                 return Ok(Poll::Lagged { lost });
                             }
@@ -334,8 +328,7 @@ impl Consumer {
                 if let Some(off) = next_line {
                     let _ = region.mem.u64(off).load(Ordering::Relaxed);
                 }
-                region.mem.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire) == pos
-                    || (validating && self.overrun(pos))
+                region.frame(pos).stamp().load(Ordering::Acquire) == pos || (validating && self.overrun(pos))
             },
             || repair_hole_at(region, own, pos),
         );
@@ -364,39 +357,21 @@ impl Consumer {
         let seq = f.seq().load(Ordering::Relaxed);
         let flags = meta & 0xffff;
         let room = region.geo.room_to_lap_end(pos);
-        let frame_len = region.geo.frame_len(len as usize);
+        let mut frame_len = region.geo.frame_len(len as usize);
         // Fast path: an ordinary frame that fits, outside any validation window.
         let ordinary = flags == 0 && len <= region.info.max_message && frame_len <= room;
         if !ordinary || validating {
-            let problem = if flags & !u32::from(FRAME_PAD) != 0 {
-                Some(format!("frame at position {pos} has unknown flags {flags:#x}"))
-            } else if flags & u32::from(FRAME_PAD) != 0 {
-                let total = u64::from(len);
-                (total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > room).then(|| {
-                    format!(
-                        "padding frame at position {pos} has impossible length {total} ({room} bytes to the end of the lap)"
-                    )
-                })
-            } else if len > region.info.max_message {
-                Some(format!(
-                    "frame at position {pos} claims {len} bytes, more than max_message {}",
-                    region.info.max_message
-                ))
-            } else if frame_len > room {
-                Some(format!("frame at position {pos} of {len} bytes runs past the end of the ring"))
-            } else {
-                None
-            };
+            let kind = region.geo.classify(pos, len, flags);
             if validating && self.overrun(pos) {
                 self.resync();
                 return Ok(Frame::Resynced);
             }
-            if let Some(what) = problem {
-                return Err(region.corrupt(what));
-            }
-            if flags & u32::from(FRAME_PAD) != 0 {
-                self.advance(pos.wrapping_add(u64::from(len)), None);
-                return Ok(Frame::Skipped);
+            match kind.map_err(|what| region.corrupt(what))? {
+                FrameKind::Padding { len } => {
+                    self.advance(pos.wrapping_add(len), None);
+                    return Ok(Frame::Skipped);
+                }
+                FrameKind::Message { frame_len: f, .. } => frame_len = f,
             }
         }
         let len = len as usize;
@@ -441,37 +416,24 @@ impl Consumer {
                 return Ok(None); // a misaligned cursor is reported by `try_read`
             }
             let region = &self.bus.region;
-            let m = &region.mem;
+            let f = region.frame(pos);
             // SYNC POINT with the Release store of the stamp in `Producer::commit`.
-            if m.u64(region.frame_off(pos, FRAME_STAMP)).load(Ordering::Acquire) != pos {
+            if f.stamp().load(Ordering::Acquire) != pos {
                 return Ok(None);
             }
-            let len = m.u32(region.frame_off(pos, FRAME_LEN)).load(Ordering::Relaxed);
-            let meta = m.u32(region.frame_off(pos, FRAME_META)).load(Ordering::Relaxed);
-            let seq = m.u64(region.frame_off(pos, FRAME_SEQ)).load(Ordering::Relaxed);
-            let room = region.geo.room_to_lap_end(pos);
-            if meta & 0xffff == u32::from(FRAME_PAD) {
-                let total = u64::from(len);
-                if total < FRAME_HEADER as u64 || total % FRAME_ALIGN != 0 || total > room {
-                    return Err(
-                        region.corrupt(format!("padding frame at position {pos} has impossible length {total}"))
-                    );
+            let len = f.len().load(Ordering::Relaxed);
+            let meta = f.meta().load(Ordering::Relaxed);
+            let seq = f.seq().load(Ordering::Relaxed);
+            let frame_len = match region.geo.classify(pos, len, meta & 0xffff).map_err(|what| region.corrupt(what))? {
+                FrameKind::Padding { len } => {
+                    self.advance(pos.wrapping_add(len), None);
+                    continue;
                 }
-                self.advance(pos.wrapping_add(total), None);
-                continue;
-            }
-            if meta & 0xffff != 0 || len > region.info.max_message || region.geo.frame_len(len as usize) > room {
-                return Err(region
-                    .corrupt(format!("frame at position {pos} has an impossible header (len {len}, meta {meta:#x})")));
-            }
+                FrameKind::Message { frame_len, .. } => frame_len,
+            };
             let off = region.data_off(pos) + FRAME_HEADER;
-            let ptr = m.ptr(off, len as usize);
-            return Ok(Some(Borrowed {
-                ptr,
-                len: len as usize,
-                next: pos.wrapping_add(region.geo.frame_len(len as usize)),
-                seq,
-            }));
+            let ptr = region.mem.ptr(off, len as usize);
+            return Ok(Some(Borrowed { ptr, len: len as usize, next: pos.wrapping_add(frame_len), seq }));
         }
         Ok(None)
     }
@@ -543,16 +505,15 @@ fn repair_hole_at(region: &Region, own: u32, pos: u64) {
     if d == 0 || d >= 1 << 63 {
         return;
     }
-    let m = &region.mem;
     for slot in 0..region.scan_len() {
-        if slot == own || m.u32(region.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire) != STATE_PUBLISHER {
+        if slot == own || region.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
             continue;
         }
-        if m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
+        if region.slot(slot).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
             continue;
         }
-        let hold = m.u64(region.slot_off(slot, SLOT_HOLD)).load(Ordering::Acquire);
-        let end = m.u64(region.slot_off(slot, SLOT_HOLD_END)).load(Ordering::Acquire);
+        let hold = region.slot(slot).u64(SLOT_HOLD).load(Ordering::Acquire);
+        let end = region.slot(slot).u64(SLOT_HOLD_END).load(Ordering::Acquire);
         if hold == pos || (at_or_before(hold, pos) && distance(pos, end) < distance(hold, end)) {
             region.try_reap(slot, own);
         }

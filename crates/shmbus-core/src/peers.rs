@@ -25,7 +25,7 @@ impl Region {
         match &self.file {
             Some(f) => os::ofd_try_lock(f, LOCK_SLOT_BASE + i64::from(slot), LockKind::Exclusive)
                 .map_err(|e| Error::io(&self.bus, &self.path, "lock a peer slot of", e)),
-            None => Ok(self.mem.u32(self.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire) == STATE_FREE),
+            None => Ok(self.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) == STATE_FREE),
         }
     }
 
@@ -40,7 +40,7 @@ impl Region {
     pub(crate) fn slot_locked_by_other(&self, slot: u32) -> bool {
         match &self.file {
             Some(f) => os::ofd_is_locked(f, LOCK_SLOT_BASE + i64::from(slot)).unwrap_or(true),
-            None => self.mem.u32(self.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire) != STATE_FREE,
+            None => self.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_FREE,
         }
     }
 
@@ -56,7 +56,7 @@ impl Region {
             if !self.try_lock_slot(slot)? {
                 continue;
             }
-            let state = self.mem.u32(self.slot_off(slot, SLOT_STATE));
+            let state = self.slot(slot).u32(SLOT_STATE);
             if self.file.is_none()
                 && state.compare_exchange(STATE_FREE, u32::MAX, Ordering::AcqRel, Ordering::Relaxed).is_err()
             {
@@ -66,15 +66,15 @@ impl Region {
             self.reap_locked(slot);
             let r = Ordering::Relaxed;
             let m = &self.mem;
-            m.u32(self.slot_off(slot, SLOT_PID)).store(os::getpid(), r);
-            m.u64(self.slot_off(slot, SLOT_GENERATION)).fetch_add(1, r);
-            m.u32(self.slot_off(slot, SLOT_HOLD_FLAGS)).store(0, r);
-            m.u64(self.slot_off(slot, SLOT_CURSOR)).store(0, r);
-            m.u64(self.slot_off(slot, SLOT_MESSAGES)).store(0, r);
-            m.u64(self.slot_off(slot, SLOT_BYTES)).store(0, r);
-            m.u64(self.slot_off(slot, SLOT_LOST)).store(0, r);
+            self.slot(slot).u32(SLOT_PID).store(os::getpid(), r);
+            self.slot(slot).u64(SLOT_GENERATION).fetch_add(1, r);
+            self.slot(slot).u32(SLOT_HOLD_FLAGS).store(0, r);
+            self.slot(slot).u64(SLOT_CURSOR).store(0, r);
+            self.slot(slot).u64(SLOT_MESSAGES).store(0, r);
+            self.slot(slot).u64(SLOT_BYTES).store(0, r);
+            self.slot(slot).u64(SLOT_LOST).store(0, r);
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-            m.u64(self.slot_off(slot, SLOT_ATTACHED_NS)).store(now, r);
+            self.slot(slot).u64(SLOT_ATTACHED_NS).store(now, r);
             let st = match kind {
                 PeerKind::Publisher => STATE_PUBLISHER,
                 PeerKind::Subscriber => STATE_SUBSCRIBER,
@@ -90,8 +90,8 @@ impl Region {
 
     /// Frees our own slot on detach.
     pub(crate) fn free_slot(&self, slot: u32) {
-        self.mem.u32(self.slot_off(slot, SLOT_HOLD_FLAGS)).store(0, Ordering::Release);
-        self.mem.u32(self.slot_off(slot, SLOT_STATE)).store(STATE_FREE, Ordering::Release);
+        self.slot(slot).u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
+        self.slot(slot).u32(SLOT_STATE).store(STATE_FREE, Ordering::Release);
         self.unlock_slot(slot);
     }
 
@@ -104,7 +104,7 @@ impl Region {
         match self.try_lock_slot(slot) {
             Ok(true) => {
                 self.reap_locked(slot);
-                self.mem.u32(self.slot_off(slot, SLOT_STATE)).store(STATE_FREE, Ordering::Release);
+                self.slot(slot).u32(SLOT_STATE).store(STATE_FREE, Ordering::Release);
                 self.unlock_slot(slot);
                 true
             }
@@ -115,15 +115,14 @@ impl Region {
     /// With slot `slot`'s lock held by us: turn a dead publisher's unfinished
     /// claim into padding so readers can pass it, and drop its hold.
     fn reap_locked(&self, slot: u32) {
-        let m = &self.mem;
-        let state = m.u32(self.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire);
-        let flags = m.u32(self.slot_off(slot, SLOT_HOLD_FLAGS)).load(Ordering::Acquire);
+        let state = self.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire);
+        let flags = self.slot(slot).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
         if state == STATE_PUBLISHER && flags & HOLD_ACTIVE != 0 {
-            let start = m.u64(self.slot_off(slot, SLOT_HOLD)).load(Ordering::Acquire);
-            let end = m.u64(self.slot_off(slot, SLOT_HOLD_END)).load(Ordering::Acquire);
+            let start = self.slot(slot).u64(SLOT_HOLD).load(Ordering::Acquire);
+            let end = self.slot(slot).u64(SLOT_HOLD_END).load(Ordering::Acquire);
             self.pad_dead_claim(slot, start, end, flags & HOLD_CLAIMED != 0);
         }
-        m.u32(self.slot_off(slot, SLOT_HOLD_FLAGS)).store(0, Ordering::Release);
+        self.slot(slot).u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
     }
 
     /// A dead publisher announced the claim `[start, end)`. If the claim really
@@ -154,12 +153,11 @@ impl Region {
                 if other == dead {
                     continue;
                 }
-                let m = &self.mem;
-                if m.u32(self.slot_off(other, SLOT_STATE)).load(Ordering::Acquire) != STATE_PUBLISHER {
+                if self.slot(other).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
                     continue;
                 }
-                let f = m.u32(self.slot_off(other, SLOT_HOLD_FLAGS)).load(Ordering::Acquire);
-                if f & HOLD_ACTIVE != 0 && m.u64(self.slot_off(other, SLOT_HOLD)).load(Ordering::Acquire) == start {
+                let f = self.slot(other).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
+                if f & HOLD_ACTIVE != 0 && self.slot(other).u64(SLOT_HOLD).load(Ordering::Acquire) == start {
                     return;
                 }
             }
@@ -179,7 +177,7 @@ impl Region {
         if len < FRAME_HEADER as u64 || len > self.geo.room_to_lap_end(pos) {
             return;
         }
-        let stamp = self.mem.u64(self.frame_off(pos, FRAME_STAMP));
+        let stamp = self.frame(pos).stamp();
         if stamp.load(Ordering::Acquire) == pos {
             return;
         }
@@ -188,12 +186,12 @@ impl Region {
 
     /// Writes a committed padding frame of `len` bytes at `pos`.
     pub(crate) fn write_padding(&self, pos: u64, len: u64, slot: u32) {
-        let m = &self.mem;
-        m.u32(self.frame_off(pos, FRAME_LEN)).store(len as u32, Ordering::Relaxed);
-        m.u32(self.frame_off(pos, FRAME_META)).store(u32::from(FRAME_PAD) | (slot << 16), Ordering::Relaxed);
-        m.u64(self.frame_off(pos, FRAME_SEQ)).store(0, Ordering::Relaxed);
+        let f = self.frame(pos);
+        f.len().store(len as u32, Ordering::Relaxed);
+        f.meta().store(u32::from(FRAME_PAD) | (slot << 16), Ordering::Relaxed);
+        f.seq().store(0, Ordering::Relaxed);
         // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`.
-        m.u64(self.frame_off(pos, FRAME_STAMP)).store(pos, Ordering::Release);
+        f.stamp().store(pos, Ordering::Release);
     }
 
     /// The tail: (next claim position, next message sequence number).

@@ -338,7 +338,6 @@ impl Drop for Producer {
 /// block mode, and every publisher's in-flight claim). Returns the limit and
 /// the slot furthest behind, if any holds back.
 pub(crate) fn scan_limit(region: &Region, own: u32, overwrite: bool, tail: u64) -> (u64, Option<u32>) {
-    let m = &region.mem;
     let cap = region.geo.capacity;
     let mut behind_max = 0u64;
     let mut gating = None;
@@ -347,18 +346,18 @@ pub(crate) fn scan_limit(region: &Region, own: u32, overwrite: bool, tail: u64) 
             continue;
         }
         // SYNC POINT with the Release store of `state` in `alloc_slot`.
-        let state = m.u32(region.slot_off(slot, SLOT_STATE)).load(Ordering::Acquire);
+        let state = region.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire);
         let holds = match state {
             STATE_PUBLISHER => true,
             STATE_SUBSCRIBER => !overwrite,
             _ => false,
         };
-        if !holds || m.u32(region.slot_off(slot, SLOT_HOLD_FLAGS)).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
+        if !holds || region.slot(slot).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
             continue;
         }
         // SYNC POINT with the Release store of a subscriber's hold after it has
         // read the bytes before it: we may overwrite them once we see it.
-        let hold = m.u64(region.slot_off(slot, SLOT_HOLD)).load(Ordering::Acquire);
+        let hold = region.slot(slot).u64(SLOT_HOLD).load(Ordering::Acquire);
         let behind = distance(hold, tail);
         // A live peer never holds more than a lap behind the tail (publishers
         // cannot pass it by more), nor ahead of it: such a hold was written by

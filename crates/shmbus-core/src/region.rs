@@ -106,54 +106,23 @@ impl Mem {
     }
 }
 
-/// The header fields of one frame, at a position whose offset was masked into
-/// the data region (so every field is in bounds by construction).
+/// The fields of one frame header or one peer slot: a base pointer whose
+/// whole record was checked to lie inside the mapping when it was made
+/// (`Region::frame`, `Region::slot`), so each field is in bounds by construction.
 #[derive(Clone, Copy)]
-pub(crate) struct FrameRef<'a> {
+pub(crate) struct Fields<'a> {
     base: *mut u8,
     _region: std::marker::PhantomData<&'a Region>,
 }
 
-impl<'a> FrameRef<'a> {
+impl<'a> Fields<'a> {
     #[inline]
     fn at<T>(&self, field: usize) -> &'a T {
-        // SAFETY: `base` is a 32-byte-aligned frame start inside the data region
-        // (see `Region::frame`), so `base + field` (field < 32) is in bounds and
-        // aligned for `T` (an atomic of the field's width); atomics may alias
-        // memory other processes change.
-        unsafe { &*(self.base.add(field) as *const T) }
-    }
-    #[inline]
-    pub(crate) fn stamp(&self) -> &'a AtomicU64 {
-        self.at(FRAME_STAMP)
-    }
-    #[inline]
-    pub(crate) fn len(&self) -> &'a AtomicU32 {
-        self.at(FRAME_LEN)
-    }
-    #[inline]
-    pub(crate) fn meta(&self) -> &'a AtomicU32 {
-        self.at(FRAME_META)
-    }
-    #[inline]
-    pub(crate) fn seq(&self) -> &'a AtomicU64 {
-        self.at(FRAME_SEQ)
-    }
-}
-
-/// One peer slot's fields (slot index checked against the table once).
-#[derive(Clone, Copy)]
-pub(crate) struct SlotRef<'a> {
-    base: *mut u8,
-    _region: std::marker::PhantomData<&'a Region>,
-}
-
-impl<'a> SlotRef<'a> {
-    #[inline]
-    fn at<T>(&self, field: usize) -> &'a T {
-        // SAFETY: `base` is the start of a slot inside the peer table (checked in
-        // `Region::slot`), 128-byte slots at an 8-aligned offset; `field` is a
-        // layout constant inside the slot, aligned for `T`.
+        // SAFETY: `base` starts a record (a 32-byte-aligned frame header inside
+        // the data region, or a 128-byte slot inside the peer table) that was
+        // bounds-checked when this value was made; `field` is a layout constant
+        // inside the record, aligned for `T` (an atomic of the field's width);
+        // atomics may alias memory other processes change.
         unsafe { &*(self.base.add(field) as *const T) }
     }
     #[inline]
@@ -163,6 +132,26 @@ impl<'a> SlotRef<'a> {
     #[inline]
     pub(crate) fn u64(&self, field: usize) -> &'a AtomicU64 {
         self.at(field)
+    }
+    /// Frame header: the stamp.
+    #[inline]
+    pub(crate) fn stamp(&self) -> &'a AtomicU64 {
+        self.u64(FRAME_STAMP)
+    }
+    /// Frame header: the length.
+    #[inline]
+    pub(crate) fn len(&self) -> &'a AtomicU32 {
+        self.u32(FRAME_LEN)
+    }
+    /// Frame header: flags and publisher slot.
+    #[inline]
+    pub(crate) fn meta(&self) -> &'a AtomicU32 {
+        self.u32(FRAME_META)
+    }
+    /// Frame header: the sequence number.
+    #[inline]
+    pub(crate) fn seq(&self) -> &'a AtomicU64 {
+        self.u64(FRAME_SEQ)
     }
 }
 
@@ -513,28 +502,17 @@ impl Region {
     /// The frame header at `pos` (its offset rounded down to the frame
     /// alignment, so a bogus position still lands inside the data region).
     #[inline]
-    pub(crate) fn frame(&self, pos: u64) -> FrameRef<'_> {
+    pub(crate) fn frame(&self, pos: u64) -> Fields<'_> {
         let off = self.info.data_offset as usize + (self.geo.offset(pos) & !(FRAME_HEADER - 1));
-        FrameRef { base: self.mem.ptr(off, FRAME_HEADER), _region: std::marker::PhantomData }
+        Fields { base: self.mem.ptr(off, FRAME_HEADER), _region: std::marker::PhantomData }
     }
 
     /// Peer slot `slot` (must be below `peer_slots`: checked).
     #[inline]
-    pub(crate) fn slot(&self, slot: u32) -> SlotRef<'_> {
-        let off = self.slot_off(slot.min(self.info.peer_slots - 1), 0);
-        SlotRef { base: self.mem.ptr(off, PEER_SLOT_SIZE), _region: std::marker::PhantomData }
-    }
-
-    /// Byte offset of a peer slot's field.
-    #[inline]
-    pub(crate) fn slot_off(&self, slot: u32, field: usize) -> usize {
-        self.info.peer_offset as usize + slot as usize * PEER_SLOT_SIZE + field
-    }
-
-    /// Byte offset of a frame header field for a frame at `pos`.
-    #[inline]
-    pub(crate) fn frame_off(&self, pos: u64, field: usize) -> usize {
-        self.info.data_offset as usize + self.geo.offset(pos) + field
+    pub(crate) fn slot(&self, slot: u32) -> Fields<'_> {
+        let slot = slot.min(self.info.peer_slots - 1) as usize;
+        let off = self.info.peer_offset as usize + slot * PEER_SLOT_SIZE;
+        Fields { base: self.mem.ptr(off, PEER_SLOT_SIZE), _region: std::marker::PhantomData }
     }
 
     /// Byte offset of the data region at `pos`.

@@ -5,7 +5,7 @@
 //! wrapping differences, like TCP sequence numbers: `a` is at or before `b`
 //! when `b - a` (wrapping) is below 2^63.
 
-use crate::layout::{FRAME_ALIGN, FRAME_HEADER, HINTS};
+use crate::layout::{FRAME_ALIGN, FRAME_HEADER, FRAME_PAD, HINTS};
 
 /// The geometry of a ring: everything the arithmetic needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,23 @@ pub fn align_frame(n: u64) -> u64 {
     n.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
 }
 
+/// What a committed frame header says, once checked against the geometry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Padding: skip `len` bytes.
+    Padding {
+        /// Bytes to skip (the whole padding frame).
+        len: u64,
+    },
+    /// A message of `len` payload bytes in a frame of `frame_len` bytes.
+    Message {
+        /// Payload length.
+        len: usize,
+        /// Header and payload, rounded up to the frame alignment.
+        frame_len: u64,
+    },
+}
+
 impl Geometry {
     /// `position & (capacity - 1)`.
     #[inline]
@@ -88,6 +105,36 @@ impl Geometry {
         let room = self.room_to_lap_end(tail);
         let frame_start = if frame_len <= room { tail } else { tail.wrapping_add(room) };
         Placement { claim_start: tail, frame_start, frame_len, claim_end: frame_start.wrapping_add(frame_len) }
+    }
+
+    /// Checks a frame header read at `pos` (its `len` field and its flags,
+    /// `meta & 0xffff`): the one place that decides whether a header is
+    /// possible. The error says what is wrong, for a `Corrupt` error.
+    pub fn classify(&self, pos: u64, len: u32, flags: u32) -> Result<FrameKind, String> {
+        let room = self.room_to_lap_end(pos);
+        if flags & !u32::from(FRAME_PAD) != 0 {
+            return Err(format!("frame at position {pos} has unknown flags {flags:#x}"));
+        }
+        if flags & u32::from(FRAME_PAD) != 0 {
+            let total = u64::from(len);
+            if total < FRAME_HEADER as u64 || !total.is_multiple_of(FRAME_ALIGN) || total > room {
+                return Err(format!(
+                    "padding frame at position {pos} has impossible length {total} ({room} bytes to the end of the lap)"
+                ));
+            }
+            return Ok(FrameKind::Padding { len: total });
+        }
+        if len > self.max_message {
+            return Err(format!(
+                "frame at position {pos} claims {len} bytes, more than max_message {}",
+                self.max_message
+            ));
+        }
+        let frame_len = self.frame_len(len as usize);
+        if frame_len > room {
+            return Err(format!("frame at position {pos} of {len} bytes runs past the end of the ring"));
+        }
+        Ok(FrameKind::Message { len: len as usize, frame_len })
     }
 
     /// Bytes between hint boundaries.
@@ -220,6 +267,19 @@ mod tests {
                 assert_eq!(g.claim_crosses_boundary(&p), g.hints_for(&p).next().is_some(), "tail {tail} len {len}");
             }
         }
+    }
+
+    #[test]
+    fn classify_accepts_possible_headers_only() {
+        let g = geo();
+        assert_eq!(g.classify(0, 100, 0), Ok(FrameKind::Message { len: 100, frame_len: 160 }));
+        assert_eq!(g.classify(4096 - 64, 64, 1), Ok(FrameKind::Padding { len: 64 }));
+        assert!(g.classify(4096 - 64, 96, 1).is_err(), "padding past the lap end");
+        assert!(g.classify(0, 40, 1).is_err(), "unaligned padding");
+        assert!(g.classify(0, 16, 1).is_err(), "padding shorter than a header");
+        assert!(g.classify(0, 1001, 0).is_err(), "longer than max_message");
+        assert!(g.classify(4096 - 64, 100, 0).is_err(), "message past the lap end");
+        assert!(g.classify(0, 10, 2).is_err(), "unknown flag");
     }
 
     #[test]
