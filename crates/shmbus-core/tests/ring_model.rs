@@ -179,6 +179,20 @@ fn check_msg(m: &[u8]) -> Option<(u64, u64)> {
     (sum == want && m == &stamp_msg(p, s, m.len())[..]).then_some((p, s))
 }
 
+/// One thread per publisher, each sending `n` checked messages of `len(seq)` bytes.
+fn spawn_writers(pubs: Vec<Producer>, n: u64, len: fn(u64) -> usize) -> Vec<std::thread::JoinHandle<()>> {
+    pubs.into_iter()
+        .enumerate()
+        .map(|(id, mut publ)| {
+            std::thread::spawn(move || {
+                for s in 0..n {
+                    publ.send(&stamp_msg(id as u64, s, len(s)), None).unwrap();
+                }
+            })
+        })
+        .collect()
+}
+
 /// Two publisher threads and two subscriber threads over one real mapping:
 /// block mode delivers everything, per-publisher in order, identically to both.
 #[test]
@@ -225,17 +239,7 @@ fn threads_over_one_mapping_block_mode() {
             })
         })
         .collect();
-    let writers: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(id, mut publ)| {
-            std::thread::spawn(move || {
-                for s in 0..n {
-                    publ.send(&stamp_msg(id as u64, s, 24 + (s as usize * 13) % 1500), None).unwrap();
-                }
-            })
-        })
-        .collect();
+    let writers = spawn_writers(pubs, n, |s| 24 + (s as usize * 13) % 1500);
     for w in writers {
         w.join().unwrap();
     }
@@ -261,17 +265,7 @@ fn threads_over_one_mapping_overwrite_mode() {
             Producer::new(Bus::open_or_create("ow", &cfg, PeerKind::Publisher).unwrap(), WaitStrategy::SpinThenPark)
         })
         .collect();
-    let writers: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(id, mut publ)| {
-            std::thread::spawn(move || {
-                for s in 0..n {
-                    publ.send(&stamp_msg(id as u64, s, 24 + (s as usize * 29) % 900), None).unwrap();
-                }
-            })
-        })
-        .collect();
+    let writers = spawn_writers(pubs, n, |s| 24 + (s as usize * 29) % 900);
     let mut buf = Vec::new();
     let (mut received, mut lost, mut last_seq) = (0u64, 0u64, None::<u64>);
     let deadline = Instant::now() + Duration::from_secs(120);
