@@ -45,7 +45,7 @@ fn publish(c: &mut Criterion) {
         let mut p = Producer::new(bus, WaitStrategy::BusySpin);
         b.iter(|| {
             let claim = p.try_claim(black_box(64)).expect("space");
-            p.commit(claim, false);
+            p.commit(claim, false).expect("commit");
         });
     });
 
@@ -158,7 +158,7 @@ fn loan(c: &mut Criterion) {
             b.iter(|| {
                 let mut l = publ.loan(black_box(len)).unwrap();
                 l[..8].copy_from_slice(&seq.to_le_bytes());
-                l.commit();
+                l.commit().expect("commit");
                 seq += 1;
             });
         });

@@ -294,7 +294,7 @@ fn loan_and_borrow() {
     for (i, b) in loan.iter_mut().enumerate() {
         *b = i as u8;
     }
-    loan.commit();
+    loan.commit().unwrap();
     drop(publ.loan(100).unwrap()); // dropped: publishes nothing
     publ.send(b"next").unwrap();
     {

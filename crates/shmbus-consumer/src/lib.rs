@@ -169,11 +169,16 @@ impl Deref for MessageRef<'_> {
     fn deref(&self) -> &[u8] {
         match &self.inner {
             RefInner::Borrowed(b) => {
-                // SAFETY: block mode, outside the validation window: the frame was
-                // committed (stamp seen with Acquire) and our hold keeps every
-                // publisher from reusing these bytes until `release` in Drop; the
-                // MessageRef borrows the subscriber mutably, so the cursor cannot
-                // move while this slice lives.
+                // SAFETY: block mode on a bus without an eviction policy (only
+                // there does `try_borrow` lend): the frame was committed (stamp
+                // seen with Acquire), and our hold, binding on every publisher
+                // since the attach handshake, keeps them from reusing these
+                // bytes until `release` in Drop; the MessageRef borrows the
+                // subscriber mutably, so the cursor cannot move while this
+                // slice lives. A hostile process with write access to the file
+                // can still change these bytes: the slice is then wrong, but
+                // only as wrong as any byte it could have written (no length or
+                // pointer is read from it).
                 unsafe { std::slice::from_raw_parts(b.ptr(), b.len()) }
             }
             RefInner::Owned(v, _) => v,
@@ -183,7 +188,7 @@ impl Deref for MessageRef<'_> {
 
 impl Drop for MessageRef<'_> {
     fn drop(&mut self) {
-        if let RefInner::Borrowed(b) = self.inner {
+        if let RefInner::Borrowed(b) = std::mem::replace(&mut self.inner, RefInner::Owned(Vec::new(), 0)) {
             self.sub.raw.release(b);
         }
     }
@@ -214,19 +219,26 @@ impl fmt::Debug for MessageRef<'_> {
 pub struct Subscriber {
     raw: Consumer,
     buf: Vec<u8>,
+    interruptible: bool,
+}
+
+fn consumer(bus: Bus, cfg: &BusConfig, start: StartAt) -> Consumer {
+    let mut raw = Consumer::new(bus, start, cfg.get_wait_strategy());
+    raw.set_unblock_timeout(cfg.get_unblock_timeout());
+    raw
 }
 
 impl Subscriber {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
     pub fn open_or_create(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Subscriber)?;
-        Ok(Subscriber { raw: Consumer::new(bus, start, cfg.get_wait_strategy()), buf: Vec::new() })
+        Ok(Subscriber { raw: consumer(bus, cfg, start), buf: Vec::new(), interruptible: false })
     }
 
     /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
     pub fn attach(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Subscriber)?;
-        Ok(Subscriber { raw: Consumer::new(bus, start, cfg.get_wait_strategy()), buf: Vec::new() })
+        Ok(Subscriber { raw: consumer(bus, cfg, start), buf: Vec::new(), interruptible: false })
     }
 
     fn poll(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, RecvError> {
@@ -311,7 +323,9 @@ impl Subscriber {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
             }
-            self.raw.wait_for_data(deadline);
+            if !self.raw.wait(deadline) && deadline.is_none() && self.interruptible {
+                return Err(RecvError::Timeout);
+            }
         }
     }
 
@@ -349,9 +363,26 @@ impl Subscriber {
         Ok(value)
     }
 
-    /// Total messages this subscriber was told it lost (overwrite mode).
+    /// Total messages this subscriber was told it lost (overwrite mode, or
+    /// after an eviction).
     pub fn lost(&self) -> u64 {
         self.raw.lost_total()
+    }
+    /// Total messages this subscriber passed as abandoned: sequence numbers
+    /// whose publisher claimed space but never committed it (it died, was
+    /// stopped longer than the unblock timeout, or dropped a loan). With
+    /// [`lost`](Self::lost) and the messages received, every sequence number
+    /// since attaching is accounted for.
+    pub fn abandoned(&self) -> u64 {
+        self.raw.abandoned_total()
+    }
+    /// With `true`, a signal (e.g. SIGINT with a handler installed) that
+    /// interrupts a wait ends `recv`/`recv_ref` with `Err(RecvError::Timeout)`
+    /// before its deadline, so a program can look at its own signal flag
+    /// without polling.
+    pub fn set_interruptible(&mut self, on: bool) {
+        self.interruptible = on;
+        self.raw.set_interruptible(on);
     }
     /// The bus name.
     pub fn name(&self) -> &str {

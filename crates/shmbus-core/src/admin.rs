@@ -38,6 +38,16 @@ pub struct PeerInfo {
     pub lost: u64,
     /// Attach time, nanoseconds since the Unix epoch.
     pub attached_unix_ns: u64,
+    /// Subscriber: messages it passed as abandoned (claims never committed).
+    pub abandoned: u64,
+    /// Subscriber, block mode: how long it has been holding a waiting
+    /// publisher back, in nanoseconds (0: nobody is waiting on it).
+    pub holding_back_ns: u64,
+    /// Subscriber: evicted for holding publishers back (it rejoins, and
+    /// reports what it lost, at its next read).
+    pub evicted: bool,
+    /// Parked in the kernel waiting for data or space.
+    pub parked: bool,
 }
 
 /// A bus seen from outside.
@@ -121,6 +131,14 @@ fn status(region: &Region) -> BusStatus {
             bytes: get(SLOT_BYTES),
             lost: get(SLOT_LOST),
             attached_unix_ns: get(SLOT_ATTACHED_NS),
+            abandoned: get(SLOT_ABANDONED),
+            holding_back_ns: match get(SLOT_BLOCKING_SINCE) {
+                0 => 0,
+                since => now_ns().saturating_sub(since),
+            },
+            evicted: kind == PeerKind::Subscriber
+                && region.slot(slot).u32(SLOT_REVOKED).load(Ordering::Relaxed) & REVOKED_EVICTED != 0,
+            parked: parked(region, slot),
         });
     }
     BusStatus {
@@ -130,9 +148,25 @@ fn status(region: &Region) -> BusStatus {
         tail,
         published,
         peers,
-        data_waiters: m.u32(OFF_DATA_WAITERS).load(Ordering::Relaxed),
-        space_waiters: m.u32(OFF_SPACE_WAITERS).load(Ordering::Relaxed),
+        data_waiters: m.u64(OFF_DATA_MASK).load(Ordering::Relaxed).count_ones()
+            + m.u32(OFF_DATA_WAITERS).load(Ordering::Relaxed),
+        space_waiters: m.u64(OFF_SPACE_MASK).load(Ordering::Relaxed).count_ones()
+            + m.u32(OFF_SPACE_WAITERS).load(Ordering::Relaxed),
         attach_epoch: m.u64(OFF_ATTACH_EPOCH).load(Ordering::Relaxed),
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn parked(region: &Region, slot: u32) -> bool {
+    let m = &region.mem;
+    if slot < 64 {
+        let bit = 1u64 << slot;
+        (m.u64(OFF_DATA_MASK).load(Ordering::Relaxed) | m.u64(OFF_SPACE_MASK).load(Ordering::Relaxed)) & bit != 0
+    } else {
+        region.slot(slot).u32(SLOT_PARKED).load(Ordering::Relaxed) != 0
     }
 }
 
@@ -276,8 +310,25 @@ pub fn remove(name: &str, cfg: &BusConfig, force: bool) -> Result<PathBuf> {
     if !alone && !force {
         return Err(Error::InUse { bus: name.into(), path });
     }
+    // Forced under live peers: mark the bus removed and wake every parked
+    // peer, so each learns it at once (`Error::BusRemoved`) instead of
+    // carrying on with a file nobody else can find.
+    let marked = if alone { None } else { mark_removed(name, &path, &file) };
     if !unlink_if_same(&path, &file) {
+        if let Some(region) = marked {
+            region.mem.u32(OFF_REMOVED).store(0, Ordering::Release);
+        }
         return Err(Error::NotFound { bus: name.into(), path });
     }
     Ok(path)
+}
+
+/// Maps the bus file and sets its `removed` word (when the file is a valid
+/// bus), waking every parked peer.
+fn mark_removed(name: &str, path: &Path, file: &std::fs::File) -> Option<Region> {
+    let size = os::fstat(file).ok()?.size;
+    let region = Region::from_file(name, path.to_path_buf(), file.try_clone().ok()?, size).ok()?;
+    region.mem.u32(OFF_REMOVED).store(1, Ordering::Release);
+    region.wake_everyone();
+    Some(region)
 }

@@ -179,6 +179,8 @@ pub struct BusConfig {
     pub(crate) max_peers: u32,
     pub(crate) wait: WaitStrategy,
     pub(crate) initial_position: u64,
+    pub(crate) unblock_timeout: Duration,
+    pub(crate) evict_after_ms: u32,
 }
 
 impl Default for BusConfig {
@@ -193,6 +195,8 @@ impl Default for BusConfig {
             max_peers: 64,
             wait: WaitStrategy::SpinThenPark,
             initial_position: 0,
+            unblock_timeout: DEFAULT_UNBLOCK_TIMEOUT,
+            evict_after_ms: 0,
         }
     }
 }
@@ -238,6 +242,37 @@ impl BusConfig {
     pub fn wait_strategy(mut self, wait: WaitStrategy) -> Self {
         self.wait = wait;
         self
+    }
+    /// How long a handle opened with this config waits on another
+    /// publisher's unfinished claim (a publisher stopped by SIGSTOP, a
+    /// debugger or a frozen cgroup between claim and commit) before it
+    /// abandons the claim: subscribers then skip it (counted as abandoned,
+    /// not lost) and publishers go on. The stopped publisher's `send` or
+    /// `commit` then fails with an "abandoned" error, and its bytes stay
+    /// quarantined until it returns or dies. Between 1 ms and 1 hour.
+    /// Default 1 s.
+    pub fn unblock_timeout(mut self, timeout: Duration) -> Self {
+        self.unblock_timeout = timeout;
+        self
+    }
+    /// Block mode, opt-in: evict a subscriber that has held publishers back
+    /// for `after` (a stopped or stuck reader). Its hold stops counting, the
+    /// publishers go on, and its next receive reports exactly how many
+    /// messages it lost (`Lagged`) before it continues at the oldest frame
+    /// still in the ring. Recorded in the bus file when the bus is created
+    /// (so every publisher applies the same policy); ignored when opening an
+    /// existing bus. Between 1 ms and 49 days. Default: never evict.
+    pub fn evict_after(mut self, after: Duration) -> Self {
+        self.evict_after_ms = u32::try_from(after.as_millis()).unwrap_or(u32::MAX).max(u32::from(!after.is_zero()));
+        self
+    }
+    /// The configured unblock timeout.
+    pub fn get_unblock_timeout(&self) -> Duration {
+        self.unblock_timeout
+    }
+    /// The configured eviction delay, if any.
+    pub fn get_evict_after(&self) -> Option<Duration> {
+        (self.evict_after_ms > 0).then(|| Duration::from_millis(u64::from(self.evict_after_ms)))
     }
     /// Test-only: start the ring's 64-bit positions at `pos` (a multiple of the
     /// capacity), e.g. near 2^64 to exercise wrap-around.
@@ -313,12 +348,18 @@ impl BusConfig {
         if self.max_peers == 0 || self.max_peers > layout::MAX_PEERS {
             return bad(format!("max_peers {} is not between 1 and {}", self.max_peers, layout::MAX_PEERS));
         }
+        if self.unblock_timeout < Duration::from_millis(1) || self.unblock_timeout > Duration::from_secs(3600) {
+            return bad(format!("unblock timeout {:?} is not between 1 ms and 1 hour", self.unblock_timeout));
+        }
         if self.initial_position & (self.capacity - 1) != 0 {
             return bad(format!("initial position {:#x} is not a multiple of the capacity", self.initial_position));
         }
         Ok(())
     }
 }
+
+/// The default [`BusConfig::unblock_timeout`].
+pub const DEFAULT_UNBLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The longest a single park lasts before the waiter looks around again
 /// (for a dead waker, a dead peer, or its own deadline).

@@ -3,20 +3,24 @@
 //! A subscriber trusts a frame only when its stamp equals the position it
 //! expects (Acquire, pairing with the publisher's Release commit). In block
 //! mode the bytes then stay put until our cursor (published as our `hold`)
-//! passes them. In overwrite mode, and for the first lap after attaching at
-//! `Oldest`, a publisher may overwrite the frame while we copy it, so the copy
-//! is validated afterwards against the tail (a seqlock): if any claim reached
-//! a lap past the frame, the copy is discarded and we resynchronise.
+//! passes them: the attach handshake (`place`) makes the hold binding on
+//! every publisher before the first read, so no validation is needed. In
+//! overwrite mode a publisher may overwrite the frame while we copy it, so the
+//! copy is validated afterwards against the tail (a seqlock): if any claim
+//! reached a lap past the frame, the copy is discarded and we resynchronise.
+//! On a bus with an eviction policy, a block-mode copy is validated against
+//! our own slot's eviction mark the same way.
 
 use std::sync::atomic::{fence, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::bus::Bus;
-use crate::config::{Overflow, PeerKind, StartAt, WaitStrategy};
+use crate::config::{Overflow, PeerKind, StartAt, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
 use crate::error::Result;
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, FrameKind};
+use crate::wait::{Parking, Waited};
 
 /// The outcome of one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +42,14 @@ pub enum Poll {
     },
 }
 
-/// A frame borrowed in place (block mode).
-#[derive(Debug, Clone, Copy)]
+/// A frame borrowed in place (block mode): a linear token (neither `Copy`
+/// nor `Clone`) consumed by [`Consumer::release`]. Releasing a token that no
+/// longer names the frame at the cursor does nothing.
+#[derive(Debug)]
 pub struct Borrowed {
     ptr: *const u8,
     len: usize,
+    pos: u64,
     next: u64,
     seq: u64,
 }
@@ -80,12 +87,21 @@ pub struct Consumer {
     cursor: u64,
     expected_seq: Option<u64>,
     lag_pending: bool,
-    /// Positions before this one are read with overrun validation even in block mode.
-    validate_until: u64,
+    /// Messages known lost while a `Lagged` report is pending (abandoned
+    /// frames passed on the way carried their sequence numbers).
+    pending_lost: u64,
     overwrite: bool,
+    /// Block mode on a bus with an eviction policy: copies are validated
+    /// against our slot's eviction mark, and nothing is borrowed in place.
+    evictable: bool,
     wait: WaitStrategy,
+    unblock: Duration,
+    interruptible: bool,
+    /// Where we started waiting on an outstanding claim, and when.
+    stall: Option<(u64, Instant)>,
     stash: Option<(Vec<u8>, u64)>,
     lost_total: u64,
+    abandoned_total: u64,
     messages: u64,
     bytes: u64,
 }
@@ -95,16 +111,22 @@ impl Consumer {
     pub fn new(bus: Bus, start: StartAt, wait: WaitStrategy) -> Consumer {
         assert_eq!(bus.kind, PeerKind::Subscriber, "Consumer::new needs a subscriber handle");
         let overwrite = bus.region.info.overflow == Overflow::Overwrite;
+        let evictable = !overwrite && bus.region.info.evict_after_ms != 0;
         let mut c = Consumer {
             bus,
             cursor: 0,
             expected_seq: None,
             lag_pending: false,
-            validate_until: 0,
+            pending_lost: 0,
             overwrite,
+            evictable,
             wait,
+            unblock: DEFAULT_UNBLOCK_TIMEOUT,
+            interruptible: false,
+            stall: None,
             stash: None,
             lost_total: 0,
+            abandoned_total: 0,
             messages: 0,
             bytes: 0,
         };
@@ -116,24 +138,41 @@ impl Consumer {
         &self.bus.region
     }
 
+    /// Places the cursor. In block mode this is the attach handshake that
+    /// makes our hold binding before anything is read:
+    ///
+    /// 1. read the tail `t0`; store the hold `h` (`t0`, or the oldest frame
+    ///    still in the ring at `t0`) with `HOLD_ACTIVE`;
+    /// 2. `fence(SeqCst)`, increment `attach_epoch` (SeqCst), read the tail
+    ///    `t1` (SeqCst).
+    ///
+    /// Every publisher loads the epoch (SeqCst) after each successful claim
+    /// compare-and-swap and, when it changed, rescans the holds before
+    /// writing a byte, waiting if its claim reaches past a hold plus the
+    /// capacity. In the single SeqCst order a claim either precedes our tail
+    /// read (so it ends at or before `t1` and overwrites only positions
+    /// before `t1 - capacity`) or its epoch check follows our increment (so
+    /// it honours `h`). Positions at or after `max(h, t1 - capacity)` are
+    /// therefore never overwritten before we pass them, and that is where we
+    /// start: lossless from the moment we return, for either start.
     fn place(&mut self, start: StartAt) {
         let region = &self.bus.region;
         let m = &region.mem;
         let slot = self.bus.slot;
         let cap = region.geo.capacity;
+        let own = region.slot(slot);
         let (t0, _) = region.tail();
+        let mut hold = t0;
         if !self.overwrite {
-            // Hold publishers back (a full lap behind the tail when starting at
-            // the oldest frame) until the real cursor is known.
-            let hold = if start == StartAt::Oldest { t0.wrapping_sub(cap) } else { t0 };
-            region.slot(slot).u64(SLOT_HOLD).store(hold, Ordering::Relaxed);
-            region.slot(slot).u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
+            if start == StartAt::Oldest {
+                hold = self.oldest_frame(t0);
+            }
+            own.u64(SLOT_HOLD).store(hold, Ordering::Relaxed);
+            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
+            own.u32(SLOT_REVOKED).store(0, Ordering::Relaxed);
         }
-        // SYNC POINT with `Producer::try_claim` (SeqCst epoch load, SeqCst tail
-        // loads and CAS): in the single total order, either a publisher's epoch
-        // load sees our increment (and its rescan, acquiring through it, sees
-        // our hold), or its cached limit was computed from a tail no newer than
-        // the `t1` we read next, so it never claims past `t1 + capacity`.
+        // SYNC POINT with `Producer::try_claim` (its SeqCst epoch load after
+        // the claim CAS, and the SeqCst tail CAS): see above.
         fence(Ordering::SeqCst);
         m.u64(OFF_ATTACH_EPOCH).fetch_add(1, Ordering::SeqCst);
         let v = m.u128(OFF_TAIL).load(Ordering::SeqCst);
@@ -142,20 +181,17 @@ impl Consumer {
             StartAt::Latest => {
                 self.cursor = t1;
                 self.expected_seq = Some(s1);
-                self.validate_until = t1;
             }
             StartAt::Oldest => {
-                self.cursor = self.oldest_frame(t1);
-                // Publishers that cached their limit before our hold was visible
-                // may still overwrite up to t1 - so validate until there.
-                self.validate_until = t1;
+                self.cursor = if self.overwrite || distance(hold, t1) > cap { self.oldest_frame(t1) } else { hold };
                 self.expected_seq = self.peek_first_seq();
             }
         }
-        region.slot(slot).u64(SLOT_CURSOR).store(self.cursor, Ordering::Relaxed);
-        region.slot(slot).u64(SLOT_NEXT_SEQ).store(self.expected_seq.unwrap_or(s1), Ordering::Relaxed);
+        own.u64(SLOT_CURSOR).store(self.cursor, Ordering::Relaxed);
+        own.u64(SLOT_NEXT_SEQ).store(self.expected_seq.unwrap_or(s1), Ordering::Relaxed);
         if !self.overwrite {
-            region.slot(slot).u64(SLOT_HOLD).store(self.cursor, Ordering::Release);
+            // Forward only (the cursor is at or after the hold): always safe.
+            own.u64(SLOT_HOLD).store(self.cursor, Ordering::Release);
         }
     }
 
@@ -210,6 +246,7 @@ impl Consumer {
             match region.geo.classify(pos, len, meta & 0xffff) {
                 Ok(FrameKind::Message { .. }) => return Some(seq),
                 Ok(FrameKind::Padding { len }) => pos = pos.wrapping_add(len),
+                Ok(FrameKind::Abandoned { .. }) => return Some(seq),
                 Err(_) => return None,
             }
         }
@@ -237,9 +274,44 @@ impl Consumer {
         self.wait
     }
 
+    /// Total abandoned messages seen so far: sequence numbers whose claim
+    /// was never committed (the publisher died, was stopped longer than an
+    /// unblock timeout, or cancelled a loan).
+    pub fn abandoned_total(&self) -> u64 {
+        self.abandoned_total
+    }
+    /// How long to wait on a publisher's unfinished claim before abandoning
+    /// it (see [`crate::BusConfig::unblock_timeout`]).
+    pub fn set_unblock_timeout(&mut self, timeout: Duration) {
+        self.unblock = timeout.max(Duration::from_millis(1));
+    }
+    /// With `true`, a signal that interrupts a park ends `read` with
+    /// `Poll::Empty` before its deadline (for programs that handle
+    /// SIGINT/SIGTERM themselves).
+    pub fn set_interruptible(&mut self, on: bool) {
+        self.interruptible = on;
+    }
+
     #[inline]
-    fn validating(&self, pos: u64) -> bool {
-        self.overwrite || (pos != self.validate_until && at_or_before(pos, self.validate_until))
+    fn validating(&self, _pos: u64) -> bool {
+        self.overwrite
+    }
+
+    /// Whether a publisher evicted us (block mode, eviction policy).
+    #[inline]
+    fn evicted(&self) -> bool {
+        self.evictable
+            && self.bus.region.slot(self.bus.slot).u32(SLOT_REVOKED).load(Ordering::Acquire) & REVOKED_EVICTED != 0
+    }
+
+    /// After an eviction: attach again (the handshake of `place`) at the
+    /// oldest frame still in the ring, and report what was lost there.
+    fn rejoin(&mut self) {
+        let expected = self.expected_seq;
+        self.place(StartAt::Oldest);
+        // `place` cleared the mark with our new hold, before its epoch increment.
+        self.expected_seq = expected;
+        self.lag_pending = true;
     }
 
     /// Whether a publisher has claimed a full lap past `pos` (so `pos` may be overwritten).
@@ -259,6 +331,10 @@ impl Consumer {
         for _ in 0..64 {
             match self.read_frame(buf)? {
                 Frame::NotReady => {
+                    let region = &self.bus.region;
+                    if region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 {
+                        return Err(region.removed());
+                    }
                     if !self.overwrite {
                         // Dry: a publisher parked for space must not wait for
                         // our next checkpoint (see `advance`).
@@ -268,17 +344,17 @@ impl Consumer {
                 }
                 Frame::Skipped | Frame::Resynced => continue,
                 Frame::Message { seq, len } => {
+                    self.stall = None;
                     if std::mem::take(&mut self.lag_pending) {
-                        if let Some(exp) = self.expected_seq {
-                            let lost = seq.wrapping_sub(exp);
-                            if lost > 0 && lost < 1 << 62 {
-                                self.set_expected(seq.wrapping_add(1));
-                                self.lost_total += lost;
-                                let region = &self.bus.region;
-                                region.slot(self.bus.slot).u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
-                                self.stash = Some((std::mem::take(buf), seq));
-                                return Ok(Poll::Lagged { lost });
-                            }
+                        let gap = self.expected_seq.map_or(0, |exp| seq.wrapping_sub(exp));
+                        let lost = std::mem::take(&mut self.pending_lost) + if gap < 1 << 62 { gap } else { 0 };
+                        if lost > 0 {
+                            self.set_expected(seq.wrapping_add(1));
+                            self.lost_total += lost;
+                            let region = &self.bus.region;
+                            region.slot(self.bus.slot).u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
+                            self.stash = Some((std::mem::take(buf), seq));
+                            return Ok(Poll::Lagged { lost });
                         }
                     }
                     self.set_expected(seq.wrapping_add(1));
@@ -299,28 +375,48 @@ impl Consumer {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Poll::Empty);
             }
-            self.wait_for_data(deadline);
+            if self.wait_for_data(deadline) == Waited::Interrupted {
+                return Ok(Poll::Empty);
+            }
         }
     }
 
-    /// Parks until the frame at the cursor is committed (or overrun), the
-    /// deadline passes, or a park slice ends; repairs a dead publisher's hole.
-    pub fn wait_for_data(&self, deadline: Option<Instant>) {
+    fn parking(&self) -> Parking<'_> {
+        let m = &self.bus.region.mem;
+        Parking {
+            futex: m.u32(OFF_DATA_FUTEX),
+            mask: m.u64(OFF_DATA_MASK),
+            count: m.u32(OFF_DATA_WAITERS),
+            parked: self.bus.region.slot(self.bus.slot).u32(SLOT_PARKED),
+            bit: PARKED_DATA,
+            slot: self.bus.slot,
+        }
+    }
+
+    /// Parks until the frame at the cursor is committed (or overrun, or we
+    /// were evicted or the bus removed), or the deadline passes. While a
+    /// claim is outstanding at the cursor (the tail is past it) it wakes
+    /// every 20 ms to finish a dead publisher's claim, and abandons a claim
+    /// that stays unfinished longer than the unblock timeout; with nothing
+    /// outstanding it parks until a publisher wakes it.
+    pub(crate) fn wait_for_data(&mut self, deadline: Option<Instant>) -> Waited {
         let region = &self.bus.region;
         let pos = self.cursor;
         if !pos.is_multiple_of(FRAME_ALIGN) {
-            return; // damaged: the next read reports it
+            return Waited::Ready; // damaged: the next read reports it
         }
         let validating = self.validating(pos);
         let own = self.bus.slot;
         let line = (region.data_off(pos) & !63) + 64;
         let next_line = (line + 8 <= region.info.file_len as usize).then_some(line);
-        crate::wait::wait_until(
+        let unblock = self.unblock;
+        let stall = std::cell::Cell::new(self.stall);
+        let waited = crate::wait::wait_until(
             self.wait,
             1,
             deadline,
-            region.mem.u32(OFF_DATA_FUTEX),
-            region.mem.u32(OFF_DATA_WAITERS),
+            &self.parking(),
+            self.interruptible,
             || {
                 // Also touch the line after the frame header: the payload of a
                 // small frame lives there, and loading it while we spin lets
@@ -328,13 +424,40 @@ impl Consumer {
                 if let Some(off) = next_line {
                     let _ = region.mem.u64(off).load(Ordering::Relaxed);
                 }
-                region.frame(pos).stamp().load(Ordering::Acquire) == pos || (validating && self.overrun(pos))
+                region.frame(pos).stamp().load(Ordering::Acquire) == pos
+                    || (validating && self.overrun(pos))
+                    || self.evicted()
+                    || region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0
             },
-            || repair_hole_at(region, own, pos),
+            || region.tail().0 != pos,
+            || {
+                let now = Instant::now();
+                let since = match stall.get() {
+                    Some((p, t)) if p == pos => t,
+                    _ => {
+                        stall.set(Some((pos, now)));
+                        now
+                    }
+                };
+                region.unblock_at(own, pos, now.duration_since(since) >= unblock);
+            },
         );
+        self.stall = stall.get();
+        waited
+    }
+
+    /// Parks like `read` until a message may be ready (for callers that
+    /// drive `try_read`/`try_borrow` themselves). Returns false when the
+    /// deadline passed or a signal interrupted it (with `set_interruptible`).
+    pub fn wait(&mut self, deadline: Option<Instant>) -> bool {
+        self.wait_for_data(deadline) == Waited::Ready
     }
 
     fn read_frame(&mut self, buf: &mut Vec<u8>) -> Result<Frame> {
+        if self.evicted() {
+            self.rejoin();
+            return Ok(Frame::Resynced);
+        }
         let pos = self.cursor;
         let validating = self.validating(pos);
         let region = &self.bus.region;
@@ -342,8 +465,9 @@ impl Consumer {
             return Err(region.corrupt(format!("read position {pos:#x} is not frame-aligned (a damaged tail or hint)")));
         }
         let f = region.frame(pos);
-        // SYNC POINT with the Release store of the stamp in `Producer::commit`
-        // (and `Region::write_padding`): header and payload are visible.
+        // SYNC POINT with the Release compare-and-swap of the header in
+        // `Region::write_header_guarded` (commit, padding, abandonment):
+        // header, sequence number and payload are visible.
         let stamp = f.stamp().load(Ordering::Acquire);
         if stamp != pos {
             if validating && self.overrun(pos) {
@@ -368,6 +492,11 @@ impl Consumer {
             }
             match kind.map_err(|what| region.corrupt(what))? {
                 FrameKind::Padding { len } => {
+                    self.advance(pos.wrapping_add(len), None);
+                    return Ok(Frame::Skipped);
+                }
+                FrameKind::Abandoned { len } => {
+                    self.note_abandoned(seq);
                     self.advance(pos.wrapping_add(len), None);
                     return Ok(Frame::Skipped);
                 }
@@ -398,16 +527,46 @@ impl Consumer {
                 self.resync();
                 return Ok(Frame::Resynced);
             }
+        } else if self.evictable {
+            // SYNC POINT with the evicting publisher's compare-and-swap of our
+            // mark, which comes before its claim (and the fence after it): if
+            // we copied any byte it wrote, we see the mark.
+            fence(Ordering::Acquire);
+            if self.evicted() {
+                buf.clear();
+                self.rejoin();
+                return Ok(Frame::Resynced);
+            }
         }
         self.advance(pos.wrapping_add(frame_len), Some(len));
         Ok(Frame::Message { seq, len })
     }
 
+    /// Counts an abandoned frame's sequence number.
+    fn note_abandoned(&mut self, seq: u64) {
+        if let Some(exp) = self.expected_seq {
+            let gap = seq.wrapping_sub(exp);
+            if gap >= 1 << 62 {
+                return; // older than what we expect: a damaged header
+            }
+            if gap > 0 {
+                self.pending_lost += gap;
+                self.lag_pending = true;
+            }
+        }
+        self.abandoned_total += 1;
+        let own = self.bus.region.slot(self.bus.slot);
+        own.u64(SLOT_ABANDONED).store(self.abandoned_total, Ordering::Relaxed);
+        self.set_expected(seq.wrapping_add(1));
+        self.stall = None;
+    }
+
     /// Borrows the next frame in place without waiting (block mode only,
-    /// outside the validation window). `Ok(None)` when nothing is ready or the
+    /// and not on a bus with an eviction policy, where an evicted reader's
+    /// bytes may be reused under it). `Ok(None)` when nothing is ready or the
     /// frame must be copied instead.
     pub fn try_borrow(&mut self) -> Result<Option<Borrowed>> {
-        if self.stash.is_some() {
+        if self.stash.is_some() || self.evictable || self.lag_pending {
             return Ok(None);
         }
         for _ in 0..64 {
@@ -417,7 +576,7 @@ impl Consumer {
             }
             let region = &self.bus.region;
             let f = region.frame(pos);
-            // SYNC POINT with the Release store of the stamp in `Producer::commit`.
+            // SYNC POINT with the Release compare-and-swap of the header in `Region::write_header_guarded`.
             if f.stamp().load(Ordering::Acquire) != pos {
                 return Ok(None);
             }
@@ -429,17 +588,23 @@ impl Consumer {
                     self.advance(pos.wrapping_add(len), None);
                     continue;
                 }
+                FrameKind::Abandoned { .. } => return Ok(None), // accounted by `try_read`
                 FrameKind::Message { frame_len, .. } => frame_len,
             };
             let off = region.data_off(pos) + FRAME_HEADER;
             let ptr = region.mem.ptr(off, len as usize);
-            return Ok(Some(Borrowed { ptr, len: len as usize, next: pos.wrapping_add(frame_len), seq }));
+            return Ok(Some(Borrowed { ptr, len: len as usize, pos, next: pos.wrapping_add(frame_len), seq }));
         }
         Ok(None)
     }
 
-    /// Releases a borrowed frame: the cursor moves past it.
+    /// Releases a borrowed frame: the cursor moves past it. A token that
+    /// does not name the frame at the cursor (released before, or borrowed
+    /// before another read moved on) is ignored.
     pub fn release(&mut self, b: Borrowed) {
+        if b.pos != self.cursor || self.stash.is_some() {
+            return;
+        }
         self.set_expected(b.seq.wrapping_add(1));
         self.advance(b.next, Some(b.len));
     }
@@ -475,6 +640,10 @@ impl Consumer {
             let checkpoint_mask = !(region.geo.capacity / 16 - 1); // a power of two: no division
             if prev & checkpoint_mask != next & checkpoint_mask {
                 self.wake_parked_publishers();
+                // We moved on: whatever stall a publisher recorded is over.
+                if own.u64(SLOT_BLOCKING_SINCE).load(Ordering::Relaxed) != 0 {
+                    own.u64(SLOT_BLOCKING_SINCE).store(0, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -485,7 +654,7 @@ impl Consumer {
         // SYNC POINT with the SeqCst increment of `space_waiters` (and the fence
         // after it) by a parking publisher: the handshake in wait.rs.
         fence(Ordering::SeqCst);
-        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
+        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u64(OFF_SPACE_MASK), m.u32(OFF_SPACE_WAITERS));
     }
 
     /// After an overrun: jump to the oldest intact frame and remember to report the loss.
@@ -494,28 +663,5 @@ impl Consumer {
         let new = self.oldest_frame(t);
         self.lag_pending = true;
         self.advance(new, None);
-    }
-}
-
-/// A subscriber waiting at `pos`: if the tail is past `pos`, the frame there
-/// was claimed; if the publisher that claimed it is dead, turn it into padding.
-fn repair_hole_at(region: &Region, own: u32, pos: u64) {
-    let (tail, _) = region.tail();
-    let d = distance(pos, tail);
-    if d == 0 || d >= 1 << 63 {
-        return;
-    }
-    for slot in 0..region.scan_len() {
-        if slot == own || region.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
-            continue;
-        }
-        if region.slot(slot).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
-            continue;
-        }
-        let hold = region.slot(slot).u64(SLOT_HOLD).load(Ordering::Acquire);
-        let end = region.slot(slot).u64(SLOT_HOLD_END).load(Ordering::Acquire);
-        if hold == pos || (at_or_before(hold, pos) && distance(pos, end) < distance(hold, end)) {
-            region.try_reap(slot, own);
-        }
     }
 }

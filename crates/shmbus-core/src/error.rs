@@ -158,6 +158,15 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// The bus file this handle is attached to was removed (`shmbus rm
+    /// --force`, `shmbus_core::remove` with `force`) while it was in use:
+    /// nothing published on it reaches anyone any more.
+    BusRemoved {
+        /// The bus name.
+        bus: String,
+        /// The file it was.
+        path: PathBuf,
+    },
 }
 
 impl Error {
@@ -249,6 +258,11 @@ impl fmt::Display for Error {
             Error::PeersFull { bus, path, slots } => write!(
                 f,
                 "bus '{bus}' at {}: all {slots} peer slots are taken by live processes",
+                path.display()
+            ),
+            Error::BusRemoved { bus, path } => write!(
+                f,
+                "bus '{bus}' ({}) was removed while this handle was attached; attach again (open_or_create) to use a new bus of that name",
                 path.display()
             ),
             Error::Busy { bus, path, what } => {

@@ -23,8 +23,10 @@
 //!   128  tail             u128  (position u64 at 128, message sequence u64 at 136), 16-aligned
 //!   256  data_futex       u32   bumped by a publisher that wakes parked subscribers
 //!   260  space_futex      u32   bumped by a subscriber that wakes parked publishers
-//!   264  data_waiters     u32   subscribers parked (or about to park) on data_futex
-//!   268  space_waiters    u32   publishers parked (or about to park) on space_futex
+//!   264  data_waiters     u32   peers in slots >= 64 parked on data_futex (slots < 64 use data_mask)
+//!   268  space_waiters    u32   peers in slots >= 64 parked on space_futex (slots < 64 use space_mask)
+//!   272  data_mask        u64   bit i: the peer in slot i (< 64) is parked (or about to park) on data_futex
+//!   280  space_mask       u64   bit i: the peer in slot i (< 64) is parked (or about to park) on space_futex
 //!   384  attach_epoch     u64   bumped when a subscriber attaches (publishers drop cached limits)
 //!   392  peer_high_water  u32   1 + highest slot index ever used
 //!   1024 hints            [u64; HINTS]  first frame start at or after each segment boundary
@@ -35,7 +37,7 @@
 /// The magic number at offset 0.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes of the header page.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of one peer slot.
@@ -71,13 +73,17 @@ pub(crate) const OFF_FILE_LEN: usize = 72;
 pub(crate) const OFF_INITIAL_POSITION: usize = 80;
 pub(crate) const OFF_CREATOR_PID: usize = 88;
 pub(crate) const OFF_CREATED_NS: usize = 96;
+pub(crate) const OFF_EVICT_AFTER_MS: usize = 104;
 pub(crate) const OFF_TAIL: usize = 128;
 pub(crate) const OFF_DATA_FUTEX: usize = 256;
 pub(crate) const OFF_SPACE_FUTEX: usize = 260;
 pub(crate) const OFF_DATA_WAITERS: usize = 264;
 pub(crate) const OFF_SPACE_WAITERS: usize = 268;
+pub(crate) const OFF_DATA_MASK: usize = 272;
+pub(crate) const OFF_SPACE_MASK: usize = 280;
 pub(crate) const OFF_ATTACH_EPOCH: usize = 384;
 pub(crate) const OFF_PEER_HIGH_WATER: usize = 392;
+pub(crate) const OFF_REMOVED: usize = 396;
 pub(crate) const OFF_HINTS: usize = 1024;
 
 /// Header flag: keep the file after the last detach.
@@ -96,6 +102,12 @@ pub(crate) const SLOT_BYTES: usize = 56; // u64: payload bytes published / recei
 pub(crate) const SLOT_LOST: usize = 64; // u64: messages reported lost (Lagged)
 pub(crate) const SLOT_ATTACHED_NS: usize = 72; // u64: wall-clock attach time
 pub(crate) const SLOT_NEXT_SEQ: usize = 80; // u64: subscriber's next expected sequence number
+pub(crate) const SLOT_CLAIM_FRAME: usize = 88; // u64: publisher: frame start of the announced claim
+pub(crate) const SLOT_CLAIM_SEQ: usize = 96; // u64: publisher: sequence number of the announced claim
+pub(crate) const SLOT_PARKED: usize = 104; // u32: PARKED_* bits while this peer is parked
+pub(crate) const SLOT_REVOKED: usize = 108; // u32: REVOKED_* set by other peers (abandoned claim, eviction)
+pub(crate) const SLOT_ABANDONED: usize = 112; // u64: subscriber: abandoned messages seen
+pub(crate) const SLOT_BLOCKING_SINCE: usize = 120; // u64: subscriber: wall-clock ns since a publisher waits on it (0: none)
 
 /// Slot state: free.
 pub const STATE_FREE: u32 = 0;
@@ -108,6 +120,18 @@ pub const STATE_SUBSCRIBER: u32 = 2;
 pub const HOLD_ACTIVE: u32 = 1;
 /// Hold flag (publishers): the claim `[hold, hold_end)` succeeded and is not committed yet.
 pub const HOLD_CLAIMED: u32 = 2;
+/// Parked bit: waiting on `data_futex`.
+pub const PARKED_DATA: u32 = 1;
+/// Parked bit: waiting on `space_futex`.
+pub const PARKED_SPACE: u32 = 2;
+/// Revoked bit (publishers): the announced claim was abandoned by a peer
+/// that waited on it longer than its unblock timeout; its bytes are
+/// quarantined (skipped by every later claim) until the owner acknowledges
+/// (clears this word) or dies.
+pub const REVOKED_CLAIM: u32 = 1;
+/// Revoked bit (subscribers): evicted for holding block-mode publishers back
+/// longer than the bus's `evict_after_ms`; its hold no longer counts.
+pub const REVOKED_EVICTED: u32 = 2;
 
 // Frame header field offsets (relative to the frame start).
 pub(crate) const FRAME_STAMP: usize = 0; // u64: the frame's own position, stored last (Release)
@@ -116,6 +140,9 @@ pub(crate) const FRAME_META: usize = 12; // u32: flags in bits 0..16, publisher 
 pub(crate) const FRAME_SEQ: usize = 16; // u64: global message sequence number
 /// Frame flag: padding; skip `len` bytes.
 pub const FRAME_PAD: u16 = 1;
+/// Frame flag (with `FRAME_PAD`): an abandoned claim. `seq` is the sequence
+/// number the claim took; readers count it as abandoned, not lost.
+pub const FRAME_ABANDONED: u16 = 2;
 
 // OFD lock bytes on the bus file (locks may lie beyond the end of the file).
 /// Shared by every attached handle; taken exclusively by the last one out and by gc.
@@ -135,7 +162,9 @@ const _: () = {
     assert!(OFF_CREATED_NS + 8 <= OFF_TAIL && OFF_TAIL + 16 <= OFF_DATA_FUTEX);
     assert!(OFF_SPACE_WAITERS + 4 <= OFF_ATTACH_EPOCH && OFF_PEER_HIGH_WATER + 4 <= OFF_HINTS);
     assert!(OFF_HINTS + HINTS * 8 <= HEADER_SIZE);
-    assert!(SLOT_NEXT_SEQ + 8 <= PEER_SLOT_SIZE);
+    assert!(SLOT_BLOCKING_SINCE + 8 <= PEER_SLOT_SIZE && SLOT_NEXT_SEQ + 8 <= SLOT_CLAIM_FRAME);
+    assert!(OFF_EVICT_AFTER_MS + 4 <= OFF_TAIL && OFF_SPACE_MASK + 8 <= OFF_ATTACH_EPOCH);
+    assert!(OFF_REMOVED + 4 <= OFF_HINTS);
     assert!(FRAME_SEQ + 8 <= FRAME_HEADER && FRAME_HEADER as u64 == FRAME_ALIGN);
 };
 
@@ -156,7 +185,7 @@ pub fn data_offset(peer_slots: u32, page_size: usize) -> u64 {
 /// disagree on any of these refuse each other's files.
 pub fn fingerprint(page_size: usize) -> u64 {
     let desc = format!(
-        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ}",
+        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ},{SLOT_CLAIM_FRAME},{SLOT_CLAIM_SEQ},{SLOT_PARKED},{SLOT_REVOKED},{SLOT_ABANDONED},{SLOT_BLOCKING_SINCE};masks@{OFF_DATA_MASK},{OFF_SPACE_MASK};removed@{OFF_REMOVED};evict@{OFF_EVICT_AFTER_MS};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ}",
         if cfg!(target_endian = "little") { "le" } else { "be" },
     );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -50,9 +50,9 @@ mod os;
 
 pub use admin::{gc, inspect, list, remove, BusStatus, GcAction, PeerInfo};
 pub use bus::{create_bus, Bus};
-pub use config::{BusConfig, Overflow, PeerKind, StartAt, WaitStrategy};
+pub use config::{BusConfig, Overflow, PeerKind, StartAt, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
 pub use consumer::{Borrowed, Consumer, Poll};
 pub use error::{Error, Result};
 pub use path::{bus_path, default_dir, resolve_dir, validate_name, MAX_NAME_LEN};
-pub use producer::{Claim, ClaimError, Producer};
+pub use producer::{Blocker, Claim, ClaimError, Producer, BLOCKED_REPORT_AFTER};
 pub use region::{HeaderInfo, Region};

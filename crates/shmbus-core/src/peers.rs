@@ -8,7 +8,7 @@
 //! slot: it first repairs what that peer left behind (a claimed but
 //! uncommitted frame becomes padding) and then clears it.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::PeerKind;
@@ -73,6 +73,10 @@ impl Region {
             self.slot(slot).u64(SLOT_MESSAGES).store(0, r);
             self.slot(slot).u64(SLOT_BYTES).store(0, r);
             self.slot(slot).u64(SLOT_LOST).store(0, r);
+            self.slot(slot).u64(SLOT_ABANDONED).store(0, r);
+            self.slot(slot).u32(SLOT_REVOKED).store(0, r);
+            self.slot(slot).u32(SLOT_PARKED).store(0, r);
+            self.slot(slot).u64(SLOT_BLOCKING_SINCE).store(0, r);
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
             self.slot(slot).u64(SLOT_ATTACHED_NS).store(now, r);
             let st = match kind {
@@ -112,86 +116,242 @@ impl Region {
         }
     }
 
-    /// With slot `slot`'s lock held by us: turn a dead publisher's unfinished
-    /// claim into padding so readers can pass it, and drop its hold.
+    /// With slot `slot`'s lock held by us (its owner is dead): finish its
+    /// unfinished claim as abandoned so readers can pass it, take it out of
+    /// the waiter accounting, and drop its hold.
     fn reap_locked(&self, slot: u32) {
         let state = self.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire);
-        let flags = self.slot(slot).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
-        if state == STATE_PUBLISHER && flags & HOLD_ACTIVE != 0 {
-            let start = self.slot(slot).u64(SLOT_HOLD).load(Ordering::Acquire);
-            let end = self.slot(slot).u64(SLOT_HOLD_END).load(Ordering::Acquire);
-            self.pad_dead_claim(slot, start, end, flags & HOLD_CLAIMED != 0);
-        }
-        self.slot(slot).u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
-    }
-
-    /// A dead publisher announced the claim `[start, end)`. If the claim really
-    /// happened and its frames were not committed, write padding over them.
-    fn pad_dead_claim(&self, dead: u32, start: u64, end: u64, claimed: bool) {
-        let geo = self.geo;
-        let len = distance(start, end);
-        // Reject impossible values from a damaged slot: a claim is aligned and
-        // spans at most the end-of-lap padding plus one frame.
-        if !start.is_multiple_of(FRAME_ALIGN)
-            || !end.is_multiple_of(FRAME_ALIGN)
-            || len == 0
-            || len > 2 * geo.max_frame_len()
-        {
+        if state != STATE_PUBLISHER && state != STATE_SUBSCRIBER {
+            self.slot(slot).u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
             return;
         }
-        let tail = self.tail().0;
-        // The claim happened only if the tail reached its end; and once it is a
-        // full lap behind the tail nobody can read it any more.
-        if !at_or_before(end, tail) || distance(start, tail) > geo.capacity {
-            return;
-        }
-        if !claimed {
-            // It may have died just before its CAS (someone else claimed `start`)
-            // or just after it. A live publisher announcing the same start owns
-            // it; so does a dead one that had recorded the claim.
-            for other in 0..self.scan_len() {
-                if other == dead {
-                    continue;
-                }
-                if self.slot(other).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
-                    continue;
-                }
-                let f = self.slot(other).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
-                if f & HOLD_ACTIVE != 0 && self.slot(other).u64(SLOT_HOLD).load(Ordering::Acquire) == start {
-                    return;
+        if state == STATE_PUBLISHER {
+            // (An abandoned claim's quarantine ends here: the dead write nothing.)
+            if let Some(a) = self.announced(slot) {
+                if self.claim_is_real(slot, &a) {
+                    self.abandon_claim(&a, slot);
                 }
             }
         }
-        // Order matters: the scan above comes before the stamp checks below. A
-        // live owner stores its stamp before it clears its hold, so if the scan
-        // missed it, its stamp is visible now.
-        let room = geo.room_to_lap_end(start);
-        let frame_start = if room < len { start.wrapping_add(room) } else { start };
-        if frame_start != start {
-            self.pad_if_uncommitted(start, distance(start, frame_start), dead);
-        }
-        self.pad_if_uncommitted(frame_start, distance(frame_start, end), dead);
+        self.forget_parked(slot);
+        let s = self.slot(slot);
+        s.u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
+        s.u32(SLOT_REVOKED).store(0, Ordering::Release);
+        s.u64(SLOT_BLOCKING_SINCE).store(0, Ordering::Relaxed);
+        // Whoever waited on the dead peer can go on.
+        self.bump_epoch();
+        self.wake_everyone();
     }
 
-    fn pad_if_uncommitted(&self, pos: u64, len: u64, slot: u32) {
-        if len < FRAME_HEADER as u64 || len > self.geo.room_to_lap_end(pos) {
-            return;
+    /// Takes a slot (whose owner is gone) out of the waiter accounting.
+    fn forget_parked(&self, slot: u32) {
+        let parked = self.slot(slot).u32(SLOT_PARKED).swap(0, Ordering::AcqRel);
+        if slot < 64 {
+            self.mem.u64(OFF_DATA_MASK).fetch_and(!(1 << slot), Ordering::AcqRel);
+            self.mem.u64(OFF_SPACE_MASK).fetch_and(!(1 << slot), Ordering::AcqRel);
+        } else {
+            let dec = |off: usize| {
+                let _ = self.mem.u32(off).fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1));
+            };
+            if parked & PARKED_DATA != 0 {
+                dec(OFF_DATA_WAITERS);
+            }
+            if parked & PARKED_SPACE != 0 {
+                dec(OFF_SPACE_WAITERS);
+            }
         }
-        let stamp = self.frame(pos).stamp();
-        if stamp.load(Ordering::Acquire) == pos {
-            return;
-        }
-        self.write_padding(pos, len, slot);
     }
 
-    /// Writes a committed padding frame of `len` bytes at `pos`.
-    pub(crate) fn write_padding(&self, pos: u64, len: u64, slot: u32) {
-        let f = self.frame(pos);
-        f.len().store(len as u32, Ordering::Relaxed);
-        f.meta().store(u32::from(FRAME_PAD) | (slot << 16), Ordering::Relaxed);
-        f.seq().store(0, Ordering::Relaxed);
-        // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`.
-        f.stamp().store(pos, Ordering::Release);
+    /// Bumps the attach epoch: publishers drop their cached limits and
+    /// quarantine lists before their next claim (and re-check a claim they
+    /// made concurrently before writing into it).
+    pub(crate) fn bump_epoch(&self) {
+        // SYNC POINT with the SeqCst epoch loads in `Producer::try_claim`.
+        fence(Ordering::SeqCst);
+        self.mem.u64(OFF_ATTACH_EPOCH).fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Wakes every parked peer, publishers and subscribers.
+    pub(crate) fn wake_everyone(&self) {
+        crate::wait::wake(self.mem.u32(OFF_DATA_FUTEX));
+        crate::wait::wake(self.mem.u32(OFF_SPACE_FUTEX));
+    }
+
+    /// Reads publisher slot `slot`'s announced claim consistently (a seqlock
+    /// on the hold flags, whose bits 8.. count announcements: odd while one
+    /// is being written). `None` when nothing is announced.
+    pub(crate) fn announced(&self, slot: u32) -> Option<Announced> {
+        let s = self.slot(slot);
+        for _ in 0..8 {
+            // SYNC POINT with the Release store of the flags in `Producer::announce`.
+            let f1 = s.u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
+            if f1 & HOLD_ACTIVE == 0 {
+                return None;
+            }
+            if (f1 >> 8) & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let start = s.u64(SLOT_HOLD).load(Ordering::Relaxed);
+            let end = s.u64(SLOT_HOLD_END).load(Ordering::Relaxed);
+            let frame = s.u64(SLOT_CLAIM_FRAME).load(Ordering::Relaxed);
+            let seq = s.u64(SLOT_CLAIM_SEQ).load(Ordering::Relaxed);
+            fence(Ordering::Acquire);
+            let f2 = s.u32(SLOT_HOLD_FLAGS).load(Ordering::Relaxed);
+            if f1 >> 8 == f2 >> 8 {
+                return Some(Announced { start, end, frame, seq, flags: f2 });
+            }
+        }
+        None
+    }
+
+    /// Whether another publisher finished a claim that starts at `start`
+    /// (its header there is stamped `start` and names another slot): then
+    /// `slot`'s announcement of `start` is stale (its compare-and-swap
+    /// failed). Only meaningful while the tail is within a lap of `start`.
+    pub(crate) fn claimed_by_other(&self, slot: u32, start: u64) -> bool {
+        let f = self.frame(start);
+        f.stamp().load(Ordering::Acquire) == start && f.meta().load(Ordering::Relaxed) >> 16 != slot
+    }
+
+    /// Whether publisher `slot`'s announcement is a claim that happened, is
+    /// not finished and was not abandoned yet: the tail passed its end but is
+    /// within a lap of its start (an unfinished claim holds every publisher
+    /// back there), nobody else finished a claim at its start, its frame is
+    /// not stamped, and either it recorded the claim (`HOLD_CLAIMED`) or no
+    /// other slot announces the same start (so the compare-and-swap from that
+    /// tail was its own).
+    pub(crate) fn claim_is_real(&self, slot: u32, a: &Announced) -> bool {
+        let geo = self.geo;
+        let span = distance(a.start, a.end);
+        // Impossible values from a damaged slot: claims are aligned, span at
+        // most a lap, and the frame lies inside the claim.
+        if !a.start.is_multiple_of(FRAME_ALIGN)
+            || !a.frame.is_multiple_of(FRAME_ALIGN)
+            || !a.end.is_multiple_of(FRAME_ALIGN)
+            || span < FRAME_HEADER as u64
+            || span > geo.capacity
+            || distance(a.start, a.frame) >= span
+            || distance(a.frame, a.end) > geo.max_frame_len()
+        {
+            return false;
+        }
+        let revoked = self.slot(slot).u32(SLOT_REVOKED).load(Ordering::Acquire);
+        if revoked & REVOKED_CLAIM != 0 && revoked >> 8 == a.flags >> 8 {
+            return false; // already abandoned (and quarantined)
+        }
+        let tail = self.tail().0;
+        if !at_or_before(a.end, tail) || distance(a.start, tail) > geo.capacity {
+            return false;
+        }
+        if self.claimed_by_other(slot, a.start) || self.frame(a.frame).stamp().load(Ordering::Acquire) == a.frame {
+            return false;
+        }
+        if a.flags & HOLD_CLAIMED != 0 {
+            return true;
+        }
+        for other in 0..self.scan_len() {
+            if other == slot || self.slot(other).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
+                continue;
+            }
+            let f = self.slot(other).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
+            if f & HOLD_ACTIVE != 0 && self.slot(other).u64(SLOT_HOLD).load(Ordering::Acquire) == a.start {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Finishes claim `a` of publisher `slot` as abandoned: its frame becomes
+    /// padding flagged `FRAME_ABANDONED` carrying the claim's sequence number,
+    /// and its other padding is written as its owner would have. Every header
+    /// is written with one compare-and-swap that succeeds only over an
+    /// unwritten header, so of the owner's commit and this, exactly one wins.
+    /// Returns whether this call won the frame.
+    pub(crate) fn abandon_claim(&self, a: &Announced, slot: u32) -> bool {
+        let f = self.frame(a.frame);
+        // Before the header: a reader that sees the stamp sees the sequence
+        // number. The owner stores the same value (its claim's).
+        f.seq().store(a.seq, Ordering::Relaxed);
+        let meta = u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16);
+        let won = self.write_header_guarded(a.frame, distance(a.frame, a.end) as u32, meta);
+        for (pos, len) in self.geo.padding_parts(a.start, a.frame) {
+            self.write_header_guarded(pos, len as u32, u32::from(FRAME_PAD) | (slot << 16));
+        }
+        won
+    }
+
+    /// Abandons live publisher `slot`'s unfinished claim (it was stopped, or
+    /// is too slow, for longer than the caller's unblock timeout) and
+    /// quarantines its bytes until it acknowledges. Returns whether the claim
+    /// was abandoned (by us or just before us).
+    pub(crate) fn unblock_publisher(&self, slot: u32, own: u32) -> bool {
+        if self.try_reap(slot, own) {
+            return true;
+        }
+        let Some(a) = self.announced(slot) else { return false };
+        if !self.claim_is_real(slot, &a) {
+            return false;
+        }
+        if self.abandon_claim(&a, slot) {
+            // The quarantine: later claims skip [start, end) in every lap
+            // until the owner clears this word (after its last write).
+            self.slot(slot).u32(SLOT_REVOKED).store((a.flags & !0xff) | REVOKED_CLAIM, Ordering::Release);
+            self.bump_epoch();
+            self.wake_everyone();
+            return true;
+        }
+        false
+    }
+
+    /// A subscriber waiting at `pos` for longer than its unblock timeout (or
+    /// looking for dead publishers): finishes the claim that covers `pos` if
+    /// its owner is dead, or, with `stalled`, abandons it.
+    pub(crate) fn unblock_at(&self, own: u32, pos: u64, stalled: bool) {
+        let (tail, _) = self.tail();
+        let d = distance(pos, tail);
+        if d == 0 || d >= 1 << 63 {
+            return;
+        }
+        for slot in 0..self.scan_len() {
+            if slot == own || self.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
+                continue;
+            }
+            let Some(a) = self.announced(slot) else { continue };
+            // `pos` is the claim's start, a lap boundary in its padding, or its frame.
+            if !(at_or_before(a.start, pos) && at_or_before(pos, a.frame)) {
+                continue;
+            }
+            if stalled {
+                self.unblock_publisher(slot, own);
+            } else {
+                self.try_reap(slot, own);
+            }
+        }
+    }
+
+    /// Writes a frame header (stamp `pos`, `len`, `meta`) with one
+    /// compare-and-swap of its first 16 bytes, only while nobody stamped it
+    /// `pos` (for a peer finishing someone else's claim, which it does only
+    /// while that claim holds every publisher back, so the bytes are not
+    /// reused). Returns whether this call wrote it.
+    pub(crate) fn write_header_guarded(&self, pos: u64, len: u32, meta: u32) -> bool {
+        let head = self.frame(pos).head();
+        let new = u128::from(pos) | (u128::from(len) << 64) | (u128::from(meta) << 96);
+        let mut cur = head.load(Ordering::Acquire);
+        // Bounded: only a hostile peer rewrites an unfinished header forever.
+        for _ in 0..64 {
+            if cur as u64 == pos {
+                return false;
+            }
+            // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
+            // the payload and sequence number written before are visible with the stamp.
+            match head.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+        false
     }
 
     /// The tail: (next claim position, next message sequence number).
@@ -200,4 +360,14 @@ impl Region {
         let v = self.mem.u128(OFF_TAIL).load(Ordering::Acquire);
         (v as u64, (v >> 64) as u64)
     }
+}
+
+/// A publisher's announced claim, read consistently by `Region::announced`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Announced {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) frame: u64,
+    pub(crate) seq: u64,
+    pub(crate) flags: u32,
 }

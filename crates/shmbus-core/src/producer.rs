@@ -1,23 +1,34 @@
-//! The publishing side of the ring protocol: claim, write, commit.
+//! The publishing side of the ring protocol: announce, claim, write, commit.
 //!
 //! A claim advances the shared 128-bit tail `(position, sequence)` with one
 //! compare-and-swap, so every message gets its place in the byte stream and
 //! its global sequence number atomically: all subscribers see one total order,
 //! and a lagging subscriber learns exactly how many messages it lost from the
 //! sequence numbers alone. Before the CAS the publisher announces the claim in
-//! its peer slot (`hold`, `hold_end`), so that other publishers never lap a
-//! frame still being written and a reader can repair the frame if this
-//! process dies before committing it.
+//! its peer slot (`hold`, `hold_end`, frame start, sequence number, under a
+//! seqlock in the hold flags), so that other publishers never lap a frame
+//! still being written, and a peer that waits on it can finish it as
+//! abandoned if this process dies or is stopped before committing it.
+//!
+//! Every header a publisher writes (its frame, its padding) is written at
+//! commit with one 16-byte compare-and-swap that succeeds only over an
+//! unwritten header: a peer that abandoned the claim meanwhile wins instead,
+//! and `commit` reports [`ClaimError::Abandoned`]. An abandoned claim's bytes
+//! are quarantined (every later claim skips them, in every lap) until its
+//! owner returns from `commit` or dies, so a stopped publisher that resumes
+//! writes nowhere that matters.
 
+use std::cell::Cell;
 use std::sync::atomic::{fence, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bus::Bus;
-use crate::config::{Overflow, PeerKind, WaitStrategy};
+use crate::config::{Overflow, PeerKind, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, Placement};
+use crate::wait::{Parking, Waited};
 
 /// Why a message could not be claimed.
 #[derive(Debug)]
@@ -31,32 +42,76 @@ pub enum ClaimError {
     },
     /// No space before the deadline (block mode: a subscriber is a lap behind).
     Full,
-    /// The bus file is damaged.
+    /// The bus file is damaged (or was removed).
     Bus(Error),
+    /// The claim was abandoned by a peer that waited on it longer than its
+    /// unblock timeout (this process was stopped or too slow between claim
+    /// and commit): the message was not published; subscribers count its
+    /// sequence number as abandoned.
+    Abandoned {
+        /// The sequence number the claim had taken.
+        seq: u64,
+    },
+    /// A claim of this publisher is still open: commit it (or cancel it with
+    /// `commit(claim, true)`) first.
+    Pending,
+    /// A signal interrupted the wait (only with `set_interruptible(true)`).
+    Interrupted,
 }
 
-/// A claimed, not yet committed frame.
-#[derive(Debug, Clone, Copy)]
+/// A claimed, not yet committed frame: a linear token (neither `Copy` nor
+/// `Clone`) consumed by [`Producer::commit`]. A producer has at most one open
+/// claim; a second `try_claim` is refused until it is committed.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Claim {
+    info: ClaimInfo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClaimInfo {
     placement: Placement,
     seq: u64,
     len: usize,
+    /// The frame header's first 16 bytes as they were right after the claim:
+    /// the commit replaces exactly this value, so it fails if a peer
+    /// abandoned the claim (or, after a quarantine, reused a header) meanwhile.
+    before: u128,
 }
 
 impl Claim {
     /// Payload length.
     pub fn len(&self) -> usize {
-        self.len
+        self.info.len
     }
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.info.len == 0
     }
     /// The message's global sequence number.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.info.seq
     }
 }
+
+/// A peer that has held this publisher back (see [`Producer::blocked_by`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// Its peer slot.
+    pub slot: u32,
+    /// Its process id.
+    pub pid: u32,
+    /// A subscriber (block mode: it has not read far enough) or a publisher
+    /// (its claim is not committed).
+    pub kind: PeerKind,
+    /// How many bytes it is behind the tail.
+    pub behind: u64,
+    /// How long this publisher has been waiting on it.
+    pub waited: Duration,
+}
+
+/// How long a publisher waits on the same peer before it tells who (and
+/// `shmbus pub` says so on stderr).
+pub const BLOCKED_REPORT_AFTER: Duration = Duration::from_secs(1);
 
 /// The raw publisher over a bus handle.
 #[derive(Debug)]
@@ -68,12 +123,19 @@ pub struct Producer {
     epoch: u64,
     overwrite: bool,
     wait: WaitStrategy,
+    unblock: Duration,
+    interruptible: bool,
     /// The tail as last seen (the first CAS of a claim expects it).
     guess: Option<u128>,
     messages: u64,
     bytes: u64,
-    /// A claim not committed yet: published as padding if we are dropped first.
-    inflight: Option<Claim>,
+    /// Announcements made (bits 8.. of the hold flags; even when complete).
+    version: u32,
+    /// Abandoned claims of other publishers whose bytes nobody may write.
+    quarantine: Vec<(u64, u64)>,
+    /// The open claim, if any: published as abandoned if we are dropped first.
+    inflight: Option<ClaimInfo>,
+    blocked: Option<Blocker>,
 }
 
 impl Producer {
@@ -88,10 +150,15 @@ impl Producer {
             epoch: u64::MAX,
             overwrite,
             wait,
+            unblock: DEFAULT_UNBLOCK_TIMEOUT,
+            interruptible: false,
             guess: None,
             messages: 0,
             bytes: 0,
+            version: 0,
+            quarantine: Vec::new(),
             inflight: None,
+            blocked: None,
         }
     }
 
@@ -110,9 +177,30 @@ impl Producer {
         self.wait
     }
 
+    /// How long to wait on another publisher's unfinished claim before
+    /// abandoning it (see [`crate::BusConfig::unblock_timeout`]).
+    pub fn set_unblock_timeout(&mut self, timeout: Duration) {
+        self.unblock = timeout.max(Duration::from_millis(1));
+    }
+
+    /// With `true`, a signal that interrupts a park ends the wait with
+    /// [`ClaimError::Interrupted`] (for programs that handle SIGINT/SIGTERM
+    /// themselves and must not wait for their next deadline).
+    pub fn set_interruptible(&mut self, on: bool) {
+        self.interruptible = on;
+    }
+
     /// Largest payload.
     pub fn max_message(&self) -> usize {
         self.bus.region.info.max_message as usize
+    }
+
+    /// The peer that has held this publisher back for at least
+    /// [`BLOCKED_REPORT_AFTER`] in its current wait for space, if any (a
+    /// stopped or slow subscriber in block mode, or a publisher whose claim
+    /// is not committed). Cleared when a claim succeeds.
+    pub fn blocked_by(&self) -> Option<&Blocker> {
+        self.blocked.as_ref()
     }
 
     fn region(&self) -> &Region {
@@ -123,11 +211,9 @@ impl Producer {
     /// ever; a past deadline: do not wait).
     pub fn send(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<u64, ClaimError> {
         let claim = self.claim(bytes.len(), deadline)?;
-        let off = self.region().data_off(claim.placement.frame_start) + FRAME_HEADER;
+        let off = self.region().data_off(claim.info.placement.frame_start) + FRAME_HEADER;
         self.region().mem.copy_in(off, bytes);
-        let seq = claim.seq;
-        self.commit(claim, false);
-        Ok(seq)
+        self.commit(claim, false)
     }
 
     /// Claims a frame for `len` payload bytes, waiting for space until `deadline`.
@@ -135,25 +221,50 @@ impl Producer {
         if len > self.max_message() {
             return Err(ClaimError::TooLarge { len, max: self.max_message() });
         }
+        if self.inflight.is_some() {
+            return Err(ClaimError::Pending);
+        }
         loop {
             if let Some(c) = self.try_claim(len) {
                 return Ok(c);
             }
-            let tail = self.bus.region.tail().0;
+            let region = &self.bus.region;
+            let tail = region.tail().0;
             if !tail.is_multiple_of(FRAME_ALIGN) {
                 let what = format!("its tail position {tail:#x} is not frame-aligned (the header was damaged)");
-                return Err(ClaimError::Bus(self.bus.region.corrupt(what)));
+                return Err(ClaimError::Bus(region.corrupt(what)));
+            }
+            if region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 {
+                return Err(ClaimError::Bus(region.removed()));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(ClaimError::Full);
             }
-            self.wait_for_space(len, deadline);
+            if self.wait_for_space(Some(len), None, deadline) == Waited::Interrupted {
+                return Err(ClaimError::Interrupted);
+            }
         }
     }
 
-    /// Parks until a claim of `len` bytes would fit (or the deadline), reaping
-    /// a dead peer that holds us back.
-    fn wait_for_space(&mut self, len: usize, deadline: Option<Instant>) {
+    fn parking(&self) -> Parking<'_> {
+        let m = &self.bus.region.mem;
+        Parking {
+            futex: m.u32(OFF_SPACE_FUTEX),
+            mask: m.u64(OFF_SPACE_MASK),
+            count: m.u32(OFF_SPACE_WAITERS),
+            parked: self.bus.region.slot(self.bus.slot).u32(SLOT_PARKED),
+            bit: PARKED_SPACE,
+            slot: self.bus.slot,
+        }
+    }
+
+    /// Parks until a claim of `len` bytes would fit (or, with `end`, until
+    /// the claim ending there is within the limit), or the deadline. While
+    /// waiting, it reaps a dead peer that holds it back, abandons another
+    /// publisher's claim that stays unfinished longer than the unblock
+    /// timeout, records how long a subscriber has held it back, and evicts
+    /// that subscriber when the bus has an eviction policy.
+    fn wait_for_space(&mut self, len: Option<usize>, end: Option<u64>, deadline: Option<Instant>) -> Waited {
         let region = &self.bus.region;
         let (slot, overwrite) = (self.bus.slot, self.overwrite);
         // Hysteresis: once the ring is full, wait until an eighth of it is free
@@ -163,36 +274,133 @@ impl Producer {
         // message away from it and slowing the very reader it waits for. A
         // final `try_claim` in `claim` still takes whatever room there is at
         // the deadline.
-        let slack = region.geo.capacity / 8;
-        crate::wait::wait_until(
+        let slack = if end.is_some() { 0 } else { region.geo.capacity / 8 };
+        let evict_after = match region.info.evict_after_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(u64::from(ms))),
+        };
+        let unblock = self.unblock;
+        let quarantine = std::cell::RefCell::new(std::mem::take(&mut self.quarantine));
+        let gating: Cell<Option<(u32, Instant)>> = Cell::new(None);
+        let blocked: std::cell::RefCell<Option<Blocker>> = std::cell::RefCell::new(None);
+        let waited = crate::wait::wait_until(
             self.wait,
             32,
             deadline,
-            region.mem.u32(OFF_SPACE_FUTEX),
-            region.mem.u32(OFF_SPACE_WAITERS),
+            &self.parking(),
+            self.interruptible,
             || {
                 let tail = region.tail().0;
-                let need = region.geo.place(tail, len).claim_end.wrapping_add(slack);
-                at_or_before(need, scan_limit(region, slot, overwrite, tail).0)
+                let mut q = quarantine.borrow_mut();
+                let (limit, _) = scan_limit(region, slot, overwrite, tail, &mut q);
+                let need = match (end, len) {
+                    (Some(e), _) => e,
+                    (None, Some(len)) => region.geo.place_avoiding(tail, len, &q).claim_end.wrapping_add(slack),
+                    (None, None) => tail,
+                };
+                at_or_before(need, limit) || region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0
             },
+            || true,
             || {
                 let tail = region.tail().0;
-                if let (_, Some(gating)) = scan_limit(region, slot, overwrite, tail) {
-                    region.try_reap(gating, slot);
+                let (_, g) = scan_limit(region, slot, overwrite, tail, &mut quarantine.borrow_mut());
+                let Some(g) = g else {
+                    gating.set(None);
+                    return;
+                };
+                if region.try_reap(g, slot) {
+                    gating.set(None);
+                    return;
+                }
+                let now = Instant::now();
+                let since = match gating.get() {
+                    Some((s, t)) if s == g => t,
+                    _ => {
+                        gating.set(Some((g, now)));
+                        now
+                    }
+                };
+                let waited = now.duration_since(since);
+                let gs = region.slot(g);
+                let kind = match gs.u32(SLOT_STATE).load(Ordering::Acquire) {
+                    STATE_PUBLISHER => PeerKind::Publisher,
+                    _ => PeerKind::Subscriber,
+                };
+                if kind == PeerKind::Subscriber {
+                    let _ = gs.u64(SLOT_BLOCKING_SINCE).compare_exchange(
+                        0,
+                        wall_ns().saturating_sub(waited.as_nanos() as u64).max(1),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                if waited >= BLOCKED_REPORT_AFTER {
+                    let behind = distance(gs.u64(SLOT_HOLD).load(Ordering::Relaxed), tail);
+                    let pid = gs.u32(SLOT_PID).load(Ordering::Relaxed);
+                    *blocked.borrow_mut() = Some(Blocker { slot: g, pid, kind, behind, waited });
+                }
+                match kind {
+                    PeerKind::Publisher if waited >= unblock => {
+                        region.unblock_publisher(g, slot);
+                    }
+                    PeerKind::Subscriber if evict_after.is_some_and(|e| waited >= e) => {
+                        if gs
+                            .u32(SLOT_REVOKED)
+                            .compare_exchange(0, REVOKED_EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                        {
+                            region.bump_epoch();
+                            region.wake_everyone();
+                        }
+                    }
+                    _ => {}
                 }
             },
         );
+        self.quarantine = quarantine.into_inner();
+        if let Some(b) = blocked.into_inner() {
+            self.blocked = Some(b);
+        }
         self.limit_valid = false;
+        waited
     }
 
-    /// One attempt to claim without waiting for space.
+    /// Rescans the peer table: the claim limit and the quarantined ranges.
+    fn rescan(&mut self, tail: u64) -> Option<u32> {
+        let (limit, gating) = scan_limit(&self.bus.region, self.bus.slot, self.overwrite, tail, &mut self.quarantine);
+        self.limit = limit;
+        self.limit_valid = true;
+        gating
+    }
+
+    /// Announces a claim in our slot (a seqlock: bits 8.. of the hold flags
+    /// count announcements and are odd while one is written).
+    #[inline]
+    fn announce(&mut self, p: &Placement, seq: u64) {
+        let own = self.bus.region.slot(self.bus.slot);
+        let flags = own.u32(SLOT_HOLD_FLAGS);
+        self.version = self.version.wrapping_add(1) & 0x00ff_ffff;
+        flags.store(self.version << 8, Ordering::Relaxed);
+        // SYNC POINT with the fence(Acquire) of a reader in `Region::announced`.
+        fence(Ordering::Release);
+        own.u64(SLOT_HOLD_END).store(p.claim_end, Ordering::Relaxed);
+        own.u64(SLOT_CLAIM_FRAME).store(p.frame_start, Ordering::Relaxed);
+        own.u64(SLOT_CLAIM_SEQ).store(seq, Ordering::Relaxed);
+        own.u64(SLOT_HOLD).store(p.claim_start, Ordering::Relaxed);
+        self.version = self.version.wrapping_add(1) & 0x00ff_ffff;
+        // SYNC POINT with the Acquire load of the flags in `Region::announced` and `scan_limit`.
+        flags.store((self.version << 8) | HOLD_ACTIVE, Ordering::Release);
+    }
+
+    /// One attempt to claim without waiting for space. `None` when there is
+    /// no room, or a claim of ours is still open.
     pub fn try_claim(&mut self, len: usize) -> Option<Claim> {
-        let region = &self.bus.region;
-        let own = region.slot(self.bus.slot);
-        let tail_word = region.mem.u128(OFF_TAIL);
+        if self.inflight.is_some() || len > self.max_message() {
+            return None;
+        }
         // SeqCst (a plain load on x86): pairs with the SeqCst epoch increment of
         // an attaching subscriber; see `Consumer::place`.
-        let epoch = region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::SeqCst);
+        let epoch = self.bus.region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::SeqCst);
         if epoch != self.epoch {
             self.epoch = epoch;
             self.limit_valid = false;
@@ -203,8 +411,9 @@ impl Producer {
         let mut cur = match self.guess {
             Some(g) => g,
             // SYNC POINT with the CAS (AcqRel) of other publishers below.
-            None => tail_word.load(Ordering::SeqCst),
+            None => self.bus.region.mem.u128(OFF_TAIL).load(Ordering::SeqCst),
         };
+        let cap = self.bus.region.geo.capacity;
         // Bounded: each failed CAS means another publisher made progress.
         for _ in 0..1_000_000 {
             let (pos, seq) = (cur as u64, (cur >> 64) as u64);
@@ -213,34 +422,36 @@ impl Producer {
                 self.guess = None;
                 return None;
             }
-            let p = region.geo.place(pos, len);
+            let mut p = self.bus.region.geo.place_avoiding(pos, len, &self.quarantine);
             if !self.limit_valid || !at_or_before(p.claim_end, self.limit) {
                 // SYNC POINT with the CAS (AcqRel) of other publishers: the tail
                 // we scan against was read with Acquire, so every claim that
                 // started before it has its announcement visible to the scan.
-                let fresh = tail_word.load(Ordering::SeqCst);
-                self.limit = scan_limit(region, self.bus.slot, self.overwrite, fresh as u64).0;
-                self.limit_valid = true;
+                let fresh = self.bus.region.mem.u128(OFF_TAIL).load(Ordering::SeqCst);
+                if self.bus.region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 {
+                    return None; // `claim` reports it
+                }
+                self.epoch = self.bus.region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::SeqCst);
+                self.rescan(fresh as u64);
                 if fresh != cur {
                     cur = fresh;
                     continue;
                 }
-                if !at_or_before(p.claim_end, self.limit) {
+                p = self.bus.region.geo.place_avoiding(pos, len, &self.quarantine);
+                if !at_or_before(p.claim_end, self.limit) || distance(pos, p.claim_end) > cap {
                     self.guess = Some(cur);
                     return None;
                 }
             }
             // Announce the claim before making it (published by the CAS's
             // Release half: whoever sees the tail past `pos` sees this).
-            own.u64(SLOT_HOLD_END).store(p.claim_end, Ordering::Relaxed);
-            own.u64(SLOT_HOLD).store(pos, Ordering::Relaxed);
-            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
+            self.announce(&p, seq);
             let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(1)) << 64);
             // SYNC POINT with the Acquire loads of the tail by other publishers
             // (`scan_limit` callers), reapers and overwrite-mode readers.
             // SeqCst (the same `lock cmpxchg16b` on x86): every tail update sits in
             // the single total order with the attach handshake of `Consumer::place`.
-            match tail_word.compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst) {
+            match self.bus.region.mem.u128(OFF_TAIL).compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => {}
                 Err(actual) => {
                     cur = actual;
@@ -258,19 +469,39 @@ impl Producer {
             // would be delivered (the loom model in tests/reliability_loom.rs
             // finds it). A compiler barrier only on x86.
             fence(Ordering::Release);
-            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
+            let own = self.bus.region.slot(self.bus.slot);
+            own.u32(SLOT_HOLD_FLAGS).store((self.version << 8) | HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
+            // SYNC POINT with the SeqCst epoch increment (after a hold store) of
+            // an attaching subscriber, an abandoner or an evictor: if it came
+            // after our limit was computed, our claim may reach bytes its hold
+            // protects. Rescan, and wait before writing anything if so.
+            let epoch = self.bus.region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::SeqCst);
+            if epoch != self.epoch {
+                self.epoch = epoch;
+                let tail = self.bus.region.tail().0;
+                self.rescan(tail);
+                while !at_or_before(p.claim_end, self.limit) {
+                    self.wait_for_space(None, Some(p.claim_end), None);
+                    let tail = self.bus.region.tail().0;
+                    self.epoch = self.bus.region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::SeqCst);
+                    self.rescan(tail);
+                }
+            }
+            let region = &self.bus.region;
+            let before = region.frame(p.frame_start).head().load(Ordering::Acquire);
+            for (pos, n) in region.geo.padding_parts(p.claim_start, p.frame_start) {
+                region.write_header_guarded(pos, n as u32, u32::from(FRAME_PAD) | (self.bus.slot << 16));
+            }
             if region.geo.claim_crosses_boundary(&p) {
                 for (b, first) in region.geo.hints_for(&p) {
                     // SYNC POINT with the Acquire load of a hint in `Consumer::oldest_frame`.
                     region.mem.u64(OFF_HINTS + region.geo.hint_index(b) * 8).store(first, Ordering::Release);
                 }
             }
-            if p.padding() > 0 {
-                region.write_padding(p.claim_start, p.padding(), self.bus.slot);
-            }
-            let claim = Claim { placement: p, seq, len };
-            self.inflight = Some(claim);
-            return Some(claim);
+            let info = ClaimInfo { placement: p, seq, len, before };
+            self.inflight = Some(info);
+            self.blocked = None;
+            return Some(Claim { info });
         }
         self.guess = None;
         None
@@ -278,42 +509,73 @@ impl Producer {
 
     /// The payload bytes of a claim, to be written before `commit`.
     pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
-        let off = self.region().data_off(claim.placement.frame_start) + FRAME_HEADER;
-        self.region().mem.ptr(off, claim.len)
+        let off = self.region().data_off(claim.info.placement.frame_start) + FRAME_HEADER;
+        self.region().mem.ptr(off, claim.info.len)
     }
 
-    /// Commits a claim: stamps the frame with its own position (Release), then
-    /// drops the hold and wakes parked subscribers if any. With `as_padding`
-    /// the frame is published as padding (an abandoned loan).
-    pub fn commit(&mut self, claim: Claim, as_padding: bool) {
+    /// Commits a claim: writes its padding and its frame header (the stamp,
+    /// its own position, with Release), drops the hold and wakes parked
+    /// subscribers if any. With `as_padding` the frame is published as an
+    /// abandoned claim (a cancelled loan: subscribers count its sequence
+    /// number as abandoned). Returns the sequence number, or
+    /// [`ClaimError::Abandoned`] when a peer abandoned the claim first, or
+    /// [`ClaimError::Pending`] for a claim that is not this producer's open one.
+    pub fn commit(&mut self, claim: Claim, as_padding: bool) -> Result<u64, ClaimError> {
+        match self.inflight {
+            Some(info) if info == claim.info => self.finish(info, as_padding),
+            _ => Err(ClaimError::Pending),
+        }
+    }
+
+    fn finish(&mut self, info: ClaimInfo, as_padding: bool) -> Result<u64, ClaimError> {
         self.inflight = None;
         let region = &self.bus.region;
-        let own = region.slot(self.bus.slot);
-        let pos = claim.placement.frame_start;
-        if as_padding {
-            region.write_padding(pos, claim.placement.frame_len, self.bus.slot);
+        let slot = self.bus.slot;
+        let own = region.slot(slot);
+        let p = info.placement;
+        let f = region.frame(p.frame_start);
+        f.seq().store(info.seq, Ordering::Relaxed);
+        let (len, meta) = if as_padding {
+            (p.frame_len as u32, u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16))
         } else {
-            let f = region.frame(pos);
-            f.len().store(claim.len as u32, Ordering::Relaxed);
-            f.meta().store(self.bus.slot << 16, Ordering::Relaxed);
-            f.seq().store(claim.seq, Ordering::Relaxed);
-            // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
-            // a subscriber that sees its position here sees the payload and header.
-            f.stamp().store(pos, Ordering::Release);
+            (info.len as u32, slot << 16)
+        };
+        // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
+        // a subscriber that sees its position here sees the payload and header.
+        let new = u128::from(p.frame_start) | (u128::from(len) << 64) | (u128::from(meta) << 96);
+        let won = f.head().compare_exchange(info.before, new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        // After the stamp: a reaper that sees the hold gone sees the stamp.
+        own.u32(SLOT_HOLD_FLAGS).store(self.version << 8, Ordering::Release);
+        if !won {
+            // Abandoned by a peer while we were stopped (or too slow): we will
+            // write nothing more, so our bytes need no quarantine any longer.
+            own.u32(SLOT_REVOKED).store(0, Ordering::Release);
+            region.bump_epoch();
+            region.wake_everyone();
+            return Err(ClaimError::Abandoned { seq: info.seq });
+        }
+        if !as_padding {
             self.messages = self.messages.wrapping_add(1);
-            self.bytes = self.bytes.wrapping_add(claim.len as u64);
+            self.bytes = self.bytes.wrapping_add(info.len as u64);
             own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);
             own.u64(SLOT_BYTES).store(self.bytes, Ordering::Relaxed);
         }
-        // After the stamp: a reaper that sees the hold gone sees the stamp.
-        own.u32(SLOT_HOLD_FLAGS).store(0, Ordering::Release);
-        // SYNC POINT with the SeqCst increment of `data_waiters` / `space_waiters`
-        // by a peer about to park (the handshake in wait.rs).
+        // SYNC POINT with the SeqCst announcement of a peer about to park (the
+        // handshake in wait.rs).
         fence(Ordering::SeqCst);
         let m = &region.mem;
-        crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u32(OFF_DATA_WAITERS));
+        crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u64(OFF_DATA_MASK), m.u32(OFF_DATA_WAITERS));
         // Publishers parked behind this one's in-flight claim (same cache line).
-        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u32(OFF_SPACE_WAITERS));
+        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u64(OFF_SPACE_MASK), m.u32(OFF_SPACE_WAITERS));
+        Ok(info.seq)
+    }
+
+    /// Cancels the open claim whose token was lost (dropped without commit):
+    /// it is published as abandoned. No-op without an open claim.
+    pub fn cancel_open_claim(&mut self) {
+        if let Some(info) = self.inflight {
+            let _ = self.finish(info, true);
+        }
     }
 
     /// msync the mapping.
@@ -326,44 +588,83 @@ impl Drop for Producer {
     fn drop(&mut self) {
         // A claim that was never committed would stop every subscriber at it
         // (our slot is about to be freed, so nobody could repair it): publish
-        // it as padding.
-        if let Some(c) = self.inflight.take() {
-            self.commit(c, true);
-        }
+        // it as abandoned.
+        self.cancel_open_claim();
     }
 }
 
+fn wall_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
 /// Computes how far the tail may advance: a full lap past the peer furthest
-/// behind `tail` among those holding publishers back (live subscribers in
-/// block mode, and every publisher's in-flight claim). Returns the limit and
-/// the slot furthest behind, if any holds back.
-pub(crate) fn scan_limit(region: &Region, own: u32, overwrite: bool, tail: u64) -> (u64, Option<u32>) {
+/// behind `tail` among those holding publishers back (live, not evicted
+/// subscribers in block mode, and every publisher's unfinished claim), and
+/// collects into `quarantine` the abandoned claims whose owners may still
+/// write into them. Returns the limit and the slot furthest behind, if any
+/// holds back.
+pub(crate) fn scan_limit(
+    region: &Region,
+    own: u32,
+    overwrite: bool,
+    tail: u64,
+    quarantine: &mut Vec<(u64, u64)>,
+) -> (u64, Option<u32>) {
     let cap = region.geo.capacity;
     let mut behind_max = 0u64;
     let mut gating = None;
+    quarantine.clear();
     for slot in 0..region.scan_len() {
         if slot == own {
             continue;
         }
+        let s = region.slot(slot);
         // SYNC POINT with the Release store of `state` in `alloc_slot`.
-        let state = region.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire);
-        let holds = match state {
-            STATE_PUBLISHER => true,
-            STATE_SUBSCRIBER => !overwrite,
-            _ => false,
+        let state = s.u32(SLOT_STATE).load(Ordering::Acquire);
+        let hold = match state {
+            STATE_PUBLISHER => {
+                let flags = s.u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
+                if flags & HOLD_ACTIVE == 0 {
+                    continue;
+                }
+                let revoked = s.u32(SLOT_REVOKED).load(Ordering::Acquire);
+                if revoked & REVOKED_CLAIM != 0 && revoked >> 8 == flags >> 8 {
+                    if let Some(a) = region.announced(slot) {
+                        if a.flags >> 8 == revoked >> 8 && distance(a.start, a.end) < cap && quarantine.len() < 1024 {
+                            quarantine.push((a.start, a.end));
+                        }
+                    }
+                    continue;
+                }
+                let hold = s.u64(SLOT_HOLD).load(Ordering::Acquire);
+                // An announcement whose compare-and-swap failed (the process
+                // stopped before announcing again) is stale once another
+                // publisher finished the claim at that position, or the tail
+                // is more than a lap past it (an unfinished claim would have
+                // held everyone there); a recorded claim always holds.
+                if flags & HOLD_CLAIMED == 0 && (distance(hold, tail) > cap || region.claimed_by_other(slot, hold)) {
+                    continue;
+                }
+                hold
+            }
+            STATE_SUBSCRIBER if !overwrite => {
+                if s.u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire) & HOLD_ACTIVE == 0
+                    || s.u32(SLOT_REVOKED).load(Ordering::Acquire) & REVOKED_EVICTED != 0
+                {
+                    continue;
+                }
+                // SYNC POINT with the Release store of a subscriber's hold after it has
+                // read the bytes before it: we may overwrite them once we see it.
+                s.u64(SLOT_HOLD).load(Ordering::Acquire)
+            }
+            _ => continue,
         };
-        if !holds || region.slot(slot).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire) & HOLD_ACTIVE == 0 {
-            continue;
-        }
-        // SYNC POINT with the Release store of a subscriber's hold after it has
-        // read the bytes before it: we may overwrite them once we see it.
-        let hold = region.slot(slot).u64(SLOT_HOLD).load(Ordering::Acquire);
         let behind = distance(hold, tail);
-        // A live peer never holds more than a lap behind the tail (publishers
-        // cannot pass it by more), nor ahead of it: such a hold was written by
-        // a damaged or hostile peer, and honouring it would block publishers
-        // for ever. Ignore it.
-        if behind > cap {
+        // A hold ahead of the tail holds nothing back yet (or was written by a
+        // damaged peer). A hold more than a lap behind is honoured: only a
+        // damaged or hostile peer writes one, and it then shows as the peer
+        // that blocks (and, for a subscriber, can be evicted).
+        if behind >= 1 << 63 {
             continue;
         }
         if gating.is_none() || behind > behind_max {

@@ -133,6 +133,13 @@ impl<'a> Fields<'a> {
     pub(crate) fn u64(&self, field: usize) -> &'a AtomicU64 {
         self.at(field)
     }
+    /// Frame header: stamp, length and meta as one 16-byte word (little
+    /// endian: stamp in the low half), for writes that must win or lose as a
+    /// whole (see `Region::write_header_guarded`).
+    #[inline]
+    pub(crate) fn head(&self) -> &'a AtomicU128 {
+        self.at(FRAME_STAMP)
+    }
     /// Frame header: the stamp.
     #[inline]
     pub(crate) fn stamp(&self) -> &'a AtomicU64 {
@@ -182,6 +189,9 @@ pub struct HeaderInfo {
     pub creator_pid: u32,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
+    /// Block mode: a subscriber that holds publishers back this many
+    /// milliseconds is evicted (0: never). See [`BusConfig::evict_after`].
+    pub evict_after_ms: u32,
 }
 
 impl HeaderInfo {
@@ -201,6 +211,7 @@ impl HeaderInfo {
             initial_position: cfg.initial_position,
             creator_pid: os::getpid(),
             created_unix_ns: now_ns(),
+            evict_after_ms: cfg.evict_after_ms,
         }
     }
 
@@ -499,6 +510,11 @@ impl Region {
         Error::corrupt(&self.bus, &self.path, what)
     }
 
+    /// The error for a bus whose file was removed under its peers.
+    pub(crate) fn removed(&self) -> Error {
+        Error::BusRemoved { bus: self.bus.clone(), path: self.path.clone() }
+    }
+
     /// The frame header at `pos` (its offset rounded down to the frame
     /// alignment, so a bogus position still lands inside the data region).
     #[inline]
@@ -541,6 +557,7 @@ fn write_header(mem: &Mem, info: &HeaderInfo, page: usize) {
     mem.u64(OFF_INITIAL_POSITION).store(info.initial_position, r);
     mem.u32(OFF_CREATOR_PID).store(info.creator_pid, r);
     mem.u64(OFF_CREATED_NS).store(info.created_unix_ns, r);
+    mem.u32(OFF_EVICT_AFTER_MS).store(info.evict_after_ms, r);
     mem.u128(OFF_TAIL).store(u128::from(info.initial_position), r);
     // Hints start out pointing before the first position: stale for every boundary.
     let stale = info.initial_position.wrapping_sub(info.capacity);
@@ -637,5 +654,6 @@ pub(crate) fn validate_header(mem: &Mem, size: u64, bus: &str, path: &Path) -> R
         initial_position,
         creator_pid: mem.u32(OFF_CREATOR_PID).load(r),
         created_unix_ns: mem.u64(OFF_CREATED_NS).load(r),
+        evict_after_ms: mem.u32(OFF_EVICT_AFTER_MS).load(r),
     })
 }

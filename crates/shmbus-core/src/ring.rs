@@ -5,7 +5,7 @@
 //! wrapping differences, like TCP sequence numbers: `a` is at or before `b`
 //! when `b - a` (wrapping) is below 2^63.
 
-use crate::layout::{FRAME_ALIGN, FRAME_HEADER, FRAME_PAD, HINTS};
+use crate::layout::{FRAME_ABANDONED, FRAME_ALIGN, FRAME_HEADER, FRAME_PAD, HINTS};
 
 /// The geometry of a ring: everything the arithmetic needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +63,12 @@ pub enum FrameKind {
         /// Bytes to skip (the whole padding frame).
         len: u64,
     },
+    /// An abandoned claim (padding that took a sequence number): skip `len`
+    /// bytes and count the frame's sequence number as abandoned.
+    Abandoned {
+        /// Bytes to skip (the whole frame).
+        len: u64,
+    },
     /// A message of `len` payload bytes in a frame of `frame_len` bytes.
     Message {
         /// Payload length.
@@ -112,15 +118,19 @@ impl Geometry {
     /// possible. The error says what is wrong, for a `Corrupt` error.
     pub fn classify(&self, pos: u64, len: u32, flags: u32) -> Result<FrameKind, String> {
         let room = self.room_to_lap_end(pos);
-        if flags & !u32::from(FRAME_PAD) != 0 {
+        let (pad, abandoned) = (u32::from(FRAME_PAD), u32::from(FRAME_ABANDONED));
+        if flags & !(pad | abandoned) != 0 || flags == abandoned {
             return Err(format!("frame at position {pos} has unknown flags {flags:#x}"));
         }
-        if flags & u32::from(FRAME_PAD) != 0 {
+        if flags & pad != 0 {
             let total = u64::from(len);
             if total < FRAME_HEADER as u64 || !total.is_multiple_of(FRAME_ALIGN) || total > room {
                 return Err(format!(
                     "padding frame at position {pos} has impossible length {total} ({room} bytes to the end of the lap)"
                 ));
+            }
+            if flags & abandoned != 0 {
+                return Ok(FrameKind::Abandoned { len: total });
             }
             return Ok(FrameKind::Padding { len: total });
         }
@@ -188,7 +198,74 @@ impl Geometry {
     /// Whether a hint value `h` read for boundary `b` can be right: the first
     /// frame start at or after `b` lies within one segment plus one claim.
     pub fn hint_plausible(&self, b: u64, h: u64) -> bool {
-        distance(b, h) <= self.segment() + 2 * self.max_frame_len() && h & (FRAME_ALIGN - 1) == 0
+        // A claim that skips a quarantined range may span up to about a lap.
+        distance(b, h) <= self.segment() + self.capacity && h & (FRAME_ALIGN - 1) == 0
+    }
+
+    /// Where a message of `len` bytes goes when the tail is `tail` and the
+    /// ranges in `quarantine` (claims `[start, end)` abandoned while their
+    /// owner may still write into them) must not be written in any lap: the
+    /// frame moves past every instance of a quarantined range it would
+    /// overlap, and the claim's padding covers what it skipped. Padding
+    /// headers land only at the claim start and at lap boundaries (see
+    /// `padding_parts`), never inside a quarantined range except at its very
+    /// start or at a lap boundary, where its owner writes only through a
+    /// compare-and-swap that fails on a newer stamp.
+    pub fn place_avoiding(&self, tail: u64, len: usize, quarantine: &[(u64, u64)]) -> Placement {
+        let mut p = self.place(tail, len);
+        if quarantine.is_empty() {
+            return p;
+        }
+        // Bounded: each round moves the frame past one range instance.
+        for _ in 0..=2 * quarantine.len() + 2 {
+            let mut moved = false;
+            for &(qs, qe) in quarantine {
+                let span = distance(qs, qe);
+                if span == 0 || span >= self.capacity {
+                    continue;
+                }
+                let fs = p.frame_start;
+                // Offset of the frame start past the instance of `qs` at or before it.
+                let r = distance(qs, fs) & (self.capacity - 1);
+                let skip_to = if r < span {
+                    Some(fs.wrapping_sub(r).wrapping_add(span)) // starts inside an instance
+                } else if self.capacity - r < p.frame_len {
+                    Some(fs.wrapping_add(self.capacity - r).wrapping_add(span)) // runs into the next one
+                } else {
+                    None
+                };
+                if let Some(to) = skip_to {
+                    let frame_start = if p.frame_len <= self.room_to_lap_end(to) { to } else { self.next_lap(to) };
+                    p = Placement {
+                        claim_start: tail,
+                        frame_start,
+                        frame_len: p.frame_len,
+                        claim_end: frame_start.wrapping_add(p.frame_len),
+                    };
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        p
+    }
+
+    /// The padding frames that cover `[start, end)`: split at lap boundaries
+    /// (a frame never wraps), each `(position, length)`.
+    pub fn padding_parts(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let mut pos = start;
+        std::iter::from_fn(move || {
+            let left = distance(pos, end);
+            if left == 0 || left >= 1 << 63 {
+                return None;
+            }
+            let n = left.min(self.room_to_lap_end(pos));
+            let part = (pos, n);
+            pos = pos.wrapping_add(n);
+            Some(part)
+        })
     }
 
     /// The lap boundary at or after `pos`: always a frame start.
@@ -204,6 +281,26 @@ mod tests {
 
     fn geo() -> Geometry {
         Geometry { capacity: 4096, max_message: 1000 }
+    }
+
+    #[test]
+    fn placement_skips_every_instance_of_a_quarantined_range() {
+        let g = geo(); // capacity 4096
+                       // A claim [1000, 1200) abandoned one lap ago: its next instance is [5096, 5296).
+        let q = [(1000u64, 1200u64)];
+        // Far from it: unchanged.
+        assert_eq!(g.place_avoiding(4096, 100, &q), g.place(4096, 100));
+        // Would overlap: the frame moves past the instance, padding covers the gap.
+        let p = g.place_avoiding(5000, 100, &q);
+        assert_eq!((p.claim_start, p.frame_start, p.claim_end), (5000, 5296, 5296 + 160));
+        // Starting exactly at the instance.
+        let p = g.place_avoiding(5096, 8, &q);
+        assert_eq!(p.frame_start, 5296);
+        // Several laps later, the same offsets.
+        let p = g.place_avoiding(5000 + 3 * 4096, 100, &q);
+        assert_eq!(p.frame_start, 5296 + 3 * 4096);
+        let parts: Vec<_> = g.padding_parts(4000, 4300).collect();
+        assert_eq!(parts, vec![(4000, 96), (4096, 204)]);
     }
 
     #[test]

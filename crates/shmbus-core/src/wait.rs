@@ -1,13 +1,14 @@
 //! Waiting for a condition on the shared memory: spin, then park on a shared
-//! futex word, always in a loop that re-checks the condition and always with
-//! a bounded park so that a dead waker cannot hang the waiter.
+//! futex word, always in a loop that re-checks the condition. A park is
+//! bounded (so a dead or stopped peer is found) while another peer owes the
+//! waiter progress; a waiter that nobody owes anything parks until woken.
 //!
 //! The handshake with the waker (no lost wake-up):
 //! ```text
 //! waiter                              waker
 //! v = futex.load()                    make condition true
-//! waiters.fetch_add(1)   (SeqCst)     fence(SeqCst)
-//! fence(SeqCst)                       if waiters.load() > 0:
+//! mask.fetch_or(1 << slot) (SeqCst)   fence(SeqCst)
+//! fence(SeqCst)                       if mask.load() != 0 || count.load() != 0:
 //! if condition: return                    futex.fetch_add(1); futex_wake(all)
 //! futex_wait(futex, v, slice)
 //! ```
@@ -21,7 +22,7 @@
 //! it); on x86 the locked add already is a full barrier, so it costs little,
 //! and only on the way to a futex_wait.
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{WaitStrategy, PARK_SLICE};
@@ -32,6 +33,54 @@ use crate::os;
 /// CPUs (4096 pauses took 109 µs on this machine's AMD EPYC).
 const SPIN_TIME: Duration = Duration::from_micros(20);
 
+/// Where a peer parks and how wakers learn that it is there. Waiting is
+/// accounted per peer: a peer in slot `i < 64` parks by setting bit `i` of
+/// the header's `mask` (one atomic operation, undone exactly by whoever reaps
+/// the slot if the peer dies while parked); a peer in a higher slot counts
+/// itself in the header's `count` and marks its slot's `parked` word, which a
+/// reaper uses to take it back out.
+pub(crate) struct Parking<'a> {
+    pub(crate) futex: &'a AtomicU32,
+    pub(crate) mask: &'a AtomicU64,
+    pub(crate) count: &'a AtomicU32,
+    pub(crate) parked: &'a AtomicU32,
+    pub(crate) bit: u32,
+    pub(crate) slot: u32,
+}
+
+impl Parking<'_> {
+    fn announce(&self) {
+        if self.slot < 64 {
+            self.mask.fetch_or(1 << self.slot, Ordering::SeqCst);
+        } else {
+            // Counted first, marked second: a peer that dies in between leaves
+            // the count one too high (an extra wake syscall per message), never
+            // too low (a lost wake-up).
+            self.count.fetch_add(1, Ordering::SeqCst);
+            self.parked.fetch_or(self.bit, Ordering::Relaxed);
+        }
+    }
+    fn withdraw(&self) {
+        if self.slot < 64 {
+            self.mask.fetch_and(!(1 << self.slot), Ordering::Relaxed);
+        } else {
+            self.parked.fetch_and(!self.bit, Ordering::Relaxed);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The outcome of a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// The condition holds.
+    Ready,
+    /// The deadline passed first.
+    Deadline,
+    /// A signal interrupted the park (only reported when asked to).
+    Interrupted,
+}
+
 /// Bumps the futex word and wakes every parked waiter.
 pub(crate) fn wake(futex: &AtomicU32) {
     // SYNC POINT with the load of the futex word by a waiter before it parks:
@@ -40,36 +89,41 @@ pub(crate) fn wake(futex: &AtomicU32) {
     os::futex_wake_all(futex);
 }
 
-/// Wakes waiters on `futex` if `waiters` says anyone is parked. The caller has
-/// made its condition true and issued `fence(SeqCst)` just before.
+/// Wakes waiters on `futex` if the header says any peer is parked there. The
+/// caller has made its condition true and issued `fence(SeqCst)` just before.
 #[inline]
-pub(crate) fn wake_if_waiting(futex: &AtomicU32, waiters: &AtomicU32) {
-    if waiters.load(Ordering::Relaxed) > 0 {
+pub(crate) fn wake_if_waiting(futex: &AtomicU32, mask: &AtomicU64, count: &AtomicU32) {
+    if mask.load(Ordering::Relaxed) != 0 || count.load(Ordering::Relaxed) != 0 {
         wake(futex);
     }
 }
 
-/// Waits until `ready()` or the deadline. `look_around()` runs about every
-/// `PARK_SLICE` while waiting (to find dead peers). While spinning, `ready()`
-/// is checked after every `spin_pause` pause instructions (more than one when
-/// checking reads cache lines the other side is busy writing). Returns whether
-/// `ready()` became true.
+/// Waits until `ready()` or the deadline. While `patrol()` says someone else
+/// owes us progress (a claim is outstanding), parks are bounded by
+/// `PARK_SLICE` and `look_around()` runs about every `PARK_SLICE` (to find
+/// dead or stopped peers); otherwise the waiter parks until woken or its
+/// deadline, with no periodic wake-ups. While spinning, `ready()` is checked
+/// after every `spin_pause` pause instructions (more than one when checking
+/// reads cache lines the other side is busy writing). With `interruptible`,
+/// a signal that interrupts a park ends the wait.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn wait_until(
     strategy: WaitStrategy,
     spin_pause: u32,
     deadline: Option<Instant>,
-    futex: &AtomicU32,
-    waiters: &AtomicU32,
+    parking: &Parking<'_>,
+    interruptible: bool,
     mut ready: impl FnMut() -> bool,
+    mut patrol: impl FnMut() -> bool,
     mut look_around: impl FnMut(),
-) -> bool {
+) -> Waited {
     let mut spins: u32 = 0;
     let started = Instant::now();
     let mut last_look = started;
     let mut spinning = strategy != WaitStrategy::Park;
     loop {
         if ready() {
-            return true;
+            return Waited::Ready;
         }
         if spinning {
             for _ in 0..spin_pause.max(1) {
@@ -83,7 +137,7 @@ pub(crate) fn wait_until(
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                return ready();
+                return if ready() { Waited::Ready } else { Waited::Deadline };
             }
             if strategy == WaitStrategy::SpinThenPark && now.duration_since(started) >= SPIN_TIME {
                 spinning = false;
@@ -95,23 +149,27 @@ pub(crate) fn wait_until(
             continue;
         }
         let now = Instant::now();
-        let slice = match deadline {
-            Some(d) if now >= d => return ready(),
-            Some(d) => (d - now).min(PARK_SLICE),
-            None => PARK_SLICE,
+        let left = match deadline {
+            Some(d) if now >= d => return if ready() { Waited::Ready } else { Waited::Deadline },
+            Some(d) => Some(d - now),
+            None => None,
         };
-        let seen = futex.load(Ordering::Acquire);
+        let seen = parking.futex.load(Ordering::Acquire);
         // SYNC POINT with the fence(SeqCst) of the waker in `wake_if_waiting`'s caller.
-        waiters.fetch_add(1, Ordering::SeqCst);
+        parking.announce();
         fence(Ordering::SeqCst);
         if ready() {
-            waiters.fetch_sub(1, Ordering::Relaxed);
-            return true;
+            parking.withdraw();
+            return Waited::Ready;
         }
-        os::futex_wait(futex, seen, slice.max(Duration::from_micros(1)));
-        waiters.fetch_sub(1, Ordering::Relaxed);
+        let slice = if patrol() { Some(left.map_or(PARK_SLICE, |l| l.min(PARK_SLICE))) } else { left };
+        let interrupted = os::futex_wait(parking.futex, seen, slice.map(|s| s.max(Duration::from_micros(1))));
+        parking.withdraw();
+        if interrupted && interruptible {
+            return if ready() { Waited::Ready } else { Waited::Interrupted };
+        }
         let now = Instant::now();
-        if now.duration_since(last_look) >= PARK_SLICE {
+        if now.duration_since(last_look) >= PARK_SLICE && patrol() {
             look_around();
             last_look = now;
         }

@@ -112,7 +112,7 @@ fn __child() {
                                 std::hint::spin_loop();
                             }
                         }
-                        p.commit(claim, false);
+                        let _ = p.commit(claim, false);
                     }
                     other => panic!("unknown mode {other}"),
                 }

@@ -11,8 +11,8 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use shmbus_core::{Blocker, BusConfig, Error, HeaderInfo, Overflow, WaitStrategy};
 use shmbus_core::{Bus, Claim, ClaimError, PeerKind, Producer};
-pub use shmbus_core::{BusConfig, Error, HeaderInfo, Overflow, WaitStrategy};
 
 /// Why a message was not published.
 ///
@@ -45,6 +45,16 @@ pub enum SendError {
     Encode(String),
     /// The bus file is damaged or could not be used.
     Bus(Error),
+    /// The message was abandoned: this publisher was stopped (or too slow)
+    /// between claiming its space and committing it for longer than another
+    /// peer's unblock timeout, so the others skipped it. Nothing was
+    /// published; subscribers count its sequence number as abandoned.
+    Abandoned {
+        /// The sequence number the message had taken.
+        seq: u64,
+    },
+    /// A signal interrupted the wait (only after `set_interruptible(true)`).
+    Interrupted,
 }
 
 impl fmt::Display for SendError {
@@ -57,6 +67,11 @@ impl fmt::Display for SendError {
             }
             SendError::Encode(e) => write!(f, "could not encode the message: {e}"),
             SendError::Bus(e) => e.fmt(f),
+            SendError::Abandoned { seq } => write!(
+                f,
+                "message #{seq} was abandoned: this publisher held its claim longer than another peer's unblock timeout (stopped or too slow between claim and commit), so nothing was published; send it again"
+            ),
+            SendError::Interrupted => f.write_str("interrupted by a signal while waiting for space on the bus"),
         }
     }
 }
@@ -103,7 +118,18 @@ fn claim_err(e: ClaimError, timeout: bool) -> SendError {
         ClaimError::Full => SendError::Full,
         ClaimError::TooLarge { len, max } => SendError::TooLarge { len, max },
         ClaimError::Bus(e) => SendError::Bus(e),
+        ClaimError::Abandoned { seq } => SendError::Abandoned { seq },
+        ClaimError::Interrupted => SendError::Interrupted,
+        ClaimError::Pending => SendError::Bus(Error::InvalidConfig {
+            what: "a claim of this publisher is still open (commit or drop its loan first)".into(),
+        }),
     }
+}
+
+fn producer(bus: Bus, cfg: &BusConfig) -> Producer {
+    let mut raw = Producer::new(bus, cfg.get_wait_strategy());
+    raw.set_unblock_timeout(cfg.get_unblock_timeout());
+    raw
 }
 
 impl Publisher {
@@ -111,7 +137,7 @@ impl Publisher {
     /// An existing bus with other settings is an error naming both values.
     pub fn open_or_create(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Publisher)?;
-        Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()) })
+        Ok(Publisher { raw: producer(bus, cfg) })
     }
 
     /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
@@ -126,7 +152,7 @@ impl Publisher {
     /// ```
     pub fn attach(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Publisher)?;
-        Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()) })
+        Ok(Publisher { raw: producer(bus, cfg) })
     }
 
     /// Publishes `bytes`. In block mode waits for space as long as it takes
@@ -205,7 +231,7 @@ impl Publisher {
     /// let mut loan = publ.loan(128)?;
     /// loan.fill(7);
     /// loan[0] = 1;
-    /// loan.commit();
+    /// loan.commit()?;
     /// # Ok(()) }
     /// ```
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
@@ -248,11 +274,24 @@ impl Publisher {
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.raw.set_wait_strategy(wait);
     }
+    /// The peer that has held this publisher back for a second or more in
+    /// its current (or last unfinished) wait for space: in block mode a
+    /// subscriber that does not read (stopped, stuck, or slow), with its
+    /// slot, pid and how far behind it is. `None` once a send goes through.
+    pub fn blocked_by(&self) -> Option<&Blocker> {
+        self.raw.blocked_by()
+    }
+    /// With `true`, a signal (e.g. SIGINT with a handler installed) that
+    /// interrupts a wait for space ends it with [`SendError::Interrupted`].
+    pub fn set_interruptible(&mut self, on: bool) {
+        self.raw.set_interruptible(on);
+    }
 }
 
 /// Space claimed in the ring, written in place. Derefs to `[u8]` of the
 /// requested length; [`commit`](Loan::commit) publishes it, dropping it
-/// publishes nothing (the space becomes padding that subscribers skip).
+/// publishes nothing (the space becomes padding that subscribers skip, and
+/// count as one abandoned message).
 ///
 /// While a loan is open, subscribers cannot read past it, so keep it short.
 ///
@@ -261,7 +300,7 @@ impl Publisher {
 /// # fn f(publ: &mut shmbus_producer::Publisher) {
 /// let loan = publ.loan(8).unwrap();
 /// publ.send(b"x").unwrap();
-/// loan.commit();
+/// loan.commit().unwrap();
 /// # }
 /// ```
 pub struct Loan<'a> {
@@ -270,10 +309,13 @@ pub struct Loan<'a> {
 }
 
 impl Loan<'_> {
-    /// Publishes the written bytes.
-    pub fn commit(mut self) {
-        if let Some(c) = self.claim.take() {
-            self.publ.raw.commit(c, false);
+    /// Publishes the written bytes. Fails with [`SendError::Abandoned`] when
+    /// the loan was held longer than another peer's unblock timeout and the
+    /// others went on without it (nothing was published).
+    pub fn commit(mut self) -> Result<(), SendError> {
+        match self.claim.take() {
+            Some(c) => self.publ.raw.commit(c, false).map(drop).map_err(|e| claim_err(e, false)),
+            None => Ok(()),
         }
     }
 }
@@ -285,10 +327,12 @@ impl Deref for Loan<'_> {
             Some(c) => {
                 let ptr = self.publ.raw.payload_ptr(c);
                 // SAFETY: the claim gives this publisher exclusive ownership of
-                // `len` bytes of the ring until commit (no other publisher writes
-                // there: they never lap an announced claim; subscribers only read,
-                // and cannot pass the uncommitted frame). The loan borrows the
-                // publisher mutably, so this slice cannot outlive the claim.
+                // `len` bytes of the ring until commit: no other publisher writes
+                // there (they never lap an announced claim, and once a peer
+                // abandons it its bytes are quarantined, skipped by every later
+                // claim, until commit returns); subscribers only read, and never
+                // read an unfinished frame. The loan borrows the publisher
+                // mutably, so this slice cannot outlive the claim.
                 unsafe { std::slice::from_raw_parts(ptr, c.len()) }
             }
             None => &[],
@@ -312,7 +356,7 @@ impl DerefMut for Loan<'_> {
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
         if let Some(c) = self.claim.take() {
-            self.publ.raw.commit(c, true);
+            let _ = self.publ.raw.commit(c, true);
         }
     }
 }

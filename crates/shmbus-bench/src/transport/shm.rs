@@ -43,7 +43,7 @@ fn send(publ: &mut Publisher, msg: &[u8], loan: bool) -> Res<()> {
     if loan {
         let mut l = publ.loan(msg.len())?;
         l[..MSG_HEADER].copy_from_slice(&msg[..MSG_HEADER]);
-        l.commit();
+        l.commit().expect("commit");
     } else {
         publ.send(msg)?;
     }

@@ -13,14 +13,15 @@ use std::time::Duration;
 use linux_futex::{AsFutex, Shared, TimedWaitError};
 
 /// Parks on a futex word in shared memory while it holds `expected`, for at
-/// most `timeout`. Returns on wake-up, value change, signal or timeout; the
-/// caller always re-checks its condition.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+/// most `timeout` (`None`: until woken). Returns on wake-up, value change,
+/// signal or timeout, and whether a signal interrupted it; the caller always
+/// re-checks its condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     // A shared futex (no FUTEX_PRIVATE_FLAG): it wakes waiters in other processes.
     let futex = AsFutex::<Shared>::as_futex(word);
-    match futex.wait_for(expected, timeout) {
-        Ok(()) | Err(TimedWaitError::WrongValue) | Err(TimedWaitError::Interrupted) | Err(TimedWaitError::TimedOut) => {
-        }
+    match timeout {
+        Some(t) => matches!(futex.wait_for(expected, t), Err(TimedWaitError::Interrupted)),
+        None => matches!(futex.wait(expected), Err(linux_futex::WaitError::Interrupted)),
     }
 }
 
