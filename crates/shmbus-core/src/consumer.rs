@@ -104,6 +104,8 @@ pub struct Consumer {
     abandoned_total: u64,
     messages: u64,
     bytes: u64,
+    /// Wake calls in a row that found nobody parked.
+    empty_wakes: u32,
 }
 
 impl Consumer {
@@ -129,6 +131,7 @@ impl Consumer {
             abandoned_total: 0,
             messages: 0,
             bytes: 0,
+            empty_wakes: 0,
         };
         c.place(start);
         c
@@ -639,22 +642,34 @@ impl Consumer {
             // slice. That keeps a full fence off the per-message path.
             let checkpoint_mask = !(region.geo.capacity / 16 - 1); // a power of two: no division
             if prev & checkpoint_mask != next & checkpoint_mask {
-                self.wake_parked_publishers();
                 // We moved on: whatever stall a publisher recorded is over.
                 if own.u64(SLOT_BLOCKING_SINCE).load(Ordering::Relaxed) != 0 {
                     own.u64(SLOT_BLOCKING_SINCE).store(0, Ordering::Relaxed);
                 }
+                self.wake_parked_publishers();
             }
         }
     }
 
     /// Wakes publishers parked waiting for space, if any (block mode).
-    fn wake_parked_publishers(&self) {
+    fn wake_parked_publishers(&mut self) {
         let m = &self.bus.region.mem;
-        // SYNC POINT with the SeqCst increment of `space_waiters` (and the fence
-        // after it) by a parking publisher: the handshake in wait.rs.
+        // SYNC POINT with the SeqCst announcement (and the fence after it) of
+        // a parking publisher: the handshake in wait.rs.
         fence(Ordering::SeqCst);
-        crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u64(OFF_SPACE_MASK), m.u32(OFF_SPACE_WAITERS));
+        match crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u64(OFF_SPACE_MASK), m.u32(OFF_SPACE_WAITERS)) {
+            // Accounted as parked, yet nobody woken, 64 times in a row: look
+            // for a publisher killed while parked.
+            Some(0) => {
+                self.empty_wakes += 1;
+                if self.empty_wakes >= 64 {
+                    self.empty_wakes = 0;
+                    self.bus.region.reap_dead_parked(self.bus.slot);
+                }
+            }
+            Some(_) => self.empty_wakes = 0,
+            None => {}
+        }
     }
 
     /// After an overrun: jump to the oldest intact frame and remember to report the loss.

@@ -177,6 +177,24 @@ impl Region {
         crate::wait::wake(self.mem.u32(OFF_SPACE_FUTEX));
     }
 
+    /// The waiter accounting says peers are parked but wake calls keep
+    /// finding nobody: reap the dead among the peers marked parked (a peer
+    /// killed while parked), so wake syscalls stop.
+    pub(crate) fn reap_dead_parked(&self, own: u32) {
+        let mask =
+            self.mem.u64(OFF_DATA_MASK).load(Ordering::Relaxed) | self.mem.u64(OFF_SPACE_MASK).load(Ordering::Relaxed);
+        for slot in 0..self.scan_len() {
+            let marked = if slot < 64 {
+                mask & (1 << slot) != 0
+            } else {
+                self.slot(slot).u32(SLOT_PARKED).load(Ordering::Relaxed) != 0
+            };
+            if marked {
+                self.try_reap(slot, own);
+            }
+        }
+    }
+
     /// Reads publisher slot `slot`'s announced claim consistently (a seqlock
     /// on the hold flags, whose bits 8.. count announcements: odd while one
     /// is being written). `None` when nothing is announced.

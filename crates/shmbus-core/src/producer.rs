@@ -136,6 +136,8 @@ pub struct Producer {
     /// The open claim, if any: published as abandoned if we are dropped first.
     inflight: Option<ClaimInfo>,
     blocked: Option<Blocker>,
+    /// Wake calls in a row that found nobody parked.
+    empty_wakes: u32,
 }
 
 impl Producer {
@@ -159,6 +161,7 @@ impl Producer {
             quarantine: Vec::new(),
             inflight: None,
             blocked: None,
+            empty_wakes: 0,
         }
     }
 
@@ -343,15 +346,15 @@ impl Producer {
                     PeerKind::Publisher if waited >= unblock => {
                         region.unblock_publisher(g, slot);
                     }
-                    PeerKind::Subscriber if evict_after.is_some_and(|e| waited >= e) => {
-                        if gs
-                            .u32(SLOT_REVOKED)
-                            .compare_exchange(0, REVOKED_EVICTED, Ordering::AcqRel, Ordering::Relaxed)
-                            .is_ok()
-                        {
-                            region.bump_epoch();
-                            region.wake_everyone();
-                        }
+                    PeerKind::Subscriber
+                        if evict_after.is_some_and(|e| waited >= e)
+                            && gs
+                                .u32(SLOT_REVOKED)
+                                .compare_exchange(0, REVOKED_EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+                                .is_ok() =>
+                    {
+                        region.bump_epoch();
+                        region.wake_everyone();
                     }
                     _ => {}
                 }
@@ -564,9 +567,21 @@ impl Producer {
         // handshake in wait.rs).
         fence(Ordering::SeqCst);
         let m = &region.mem;
-        crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u64(OFF_DATA_MASK), m.u32(OFF_DATA_WAITERS));
+        let woke = crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u64(OFF_DATA_MASK), m.u32(OFF_DATA_WAITERS));
         // Publishers parked behind this one's in-flight claim (same cache line).
         crate::wait::wake_if_waiting(m.u32(OFF_SPACE_FUTEX), m.u64(OFF_SPACE_MASK), m.u32(OFF_SPACE_WAITERS));
+        if woke == Some(0) {
+            // Accounted as parked, yet nobody was woken: usually a peer between
+            // announcing itself and its futex_wait; after 64 such calls in a
+            // row, look for a peer killed while parked.
+            self.empty_wakes += 1;
+            if self.empty_wakes >= 64 {
+                self.empty_wakes = 0;
+                self.bus.region.reap_dead_parked(self.bus.slot);
+            }
+        } else if woke.is_some() {
+            self.empty_wakes = 0;
+        }
         Ok(info.seq)
     }
 

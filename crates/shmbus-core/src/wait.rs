@@ -81,20 +81,24 @@ pub(crate) enum Waited {
     Interrupted,
 }
 
-/// Bumps the futex word and wakes every parked waiter.
-pub(crate) fn wake(futex: &AtomicU32) {
+/// Bumps the futex word and wakes every parked waiter; returns how many the
+/// kernel woke.
+pub(crate) fn wake(futex: &AtomicU32) -> i32 {
     // SYNC POINT with the load of the futex word by a waiter before it parks:
     // the bump makes a futex_wait that still expects the old value return.
     futex.fetch_add(1, Ordering::Release);
-    os::futex_wake_all(futex);
+    os::futex_wake_all(futex)
 }
 
 /// Wakes waiters on `futex` if the header says any peer is parked there. The
 /// caller has made its condition true and issued `fence(SeqCst)` just before.
+/// Returns `Some(woken)` when it made the wake call.
 #[inline]
-pub(crate) fn wake_if_waiting(futex: &AtomicU32, mask: &AtomicU64, count: &AtomicU32) {
+pub(crate) fn wake_if_waiting(futex: &AtomicU32, mask: &AtomicU64, count: &AtomicU32) -> Option<i32> {
     if mask.load(Ordering::Relaxed) != 0 || count.load(Ordering::Relaxed) != 0 {
-        wake(futex);
+        Some(wake(futex))
+    } else {
+        None
     }
 }
 

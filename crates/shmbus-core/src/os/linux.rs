@@ -25,10 +25,10 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     }
 }
 
-/// Wakes every process parked on the futex word.
-pub(crate) fn futex_wake_all(word: &AtomicU32) {
+/// Wakes every process parked on the futex word; returns how many it woke.
+pub(crate) fn futex_wake_all(word: &AtomicU32) -> i32 {
     let futex = AsFutex::<Shared>::as_futex(word);
-    futex.wake(i32::MAX);
+    futex.wake(i32::MAX)
 }
 
 fn cstr(path: &Path) -> io::Result<CString> {
