@@ -45,6 +45,15 @@ pub enum Poll {
 /// A frame borrowed in place (block mode): a linear token (neither `Copy`
 /// nor `Clone`) consumed by [`Consumer::release`]. Releasing a token that no
 /// longer names the frame at the cursor does nothing.
+///
+/// A borrow cannot be released twice:
+/// ```compile_fail
+/// # fn f(c: &mut shmbus_core::Consumer) {
+/// let b = c.try_borrow().unwrap().unwrap();
+/// c.release(b);
+/// c.release(b);
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Borrowed {
     ptr: *const u8,

@@ -62,9 +62,20 @@ pub enum ClaimError {
 /// A claimed, not yet committed frame: a linear token (neither `Copy` nor
 /// `Clone`) consumed by [`Producer::commit`]. A producer has at most one open
 /// claim; a second `try_claim` is refused until it is committed.
+///
+/// A claim cannot be committed twice:
+/// ```compile_fail
+/// # fn f(p: &mut shmbus_core::Producer) {
+/// let c = p.try_claim(8).unwrap();
+/// let again = c;
+/// p.commit(c, false).unwrap();
+/// # }
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub struct Claim {
-    info: ClaimInfo,
+    frame_start: u64,
+    seq: u64,
+    len: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +92,15 @@ struct ClaimInfo {
 impl Claim {
     /// Payload length.
     pub fn len(&self) -> usize {
-        self.info.len
+        self.len
     }
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.info.len == 0
+        self.len == 0
     }
     /// The message's global sequence number.
     pub fn seq(&self) -> u64 {
-        self.info.seq
+        self.seq
     }
 }
 
@@ -214,7 +225,7 @@ impl Producer {
     /// ever; a past deadline: do not wait).
     pub fn send(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<u64, ClaimError> {
         let claim = self.claim(bytes.len(), deadline)?;
-        let off = self.region().data_off(claim.info.placement.frame_start) + FRAME_HEADER;
+        let off = self.region().data_off(claim.frame_start) + FRAME_HEADER;
         self.region().mem.copy_in(off, bytes);
         self.commit(claim, false)
     }
@@ -491,9 +502,16 @@ impl Producer {
                 }
             }
             let region = &self.bus.region;
-            let before = region.frame(p.frame_start).head().load(Ordering::Acquire);
-            for (pos, n) in region.geo.padding_parts(p.claim_start, p.frame_start) {
-                region.write_header_guarded(pos, n as u32, u32::from(FRAME_PAD) | (self.bus.slot << 16));
+            // Nobody else writes this header before our commit but a peer
+            // that abandons the claim (long after), so two plain loads read
+            // it whole.
+            let f = region.frame(p.frame_start);
+            let before = u128::from(f.stamp().load(Ordering::Relaxed))
+                | (u128::from(f.u64(FRAME_LEN).load(Ordering::Relaxed)) << 64);
+            if p.frame_start != p.claim_start {
+                for (pos, n) in region.geo.padding_parts(p.claim_start, p.frame_start) {
+                    region.write_header_guarded(pos, n as u32, u32::from(FRAME_PAD) | (self.bus.slot << 16));
+                }
             }
             if region.geo.claim_crosses_boundary(&p) {
                 for (b, first) in region.geo.hints_for(&p) {
@@ -504,7 +522,7 @@ impl Producer {
             let info = ClaimInfo { placement: p, seq, len, before };
             self.inflight = Some(info);
             self.blocked = None;
-            return Some(Claim { info });
+            return Some(Claim { frame_start: p.frame_start, seq, len });
         }
         self.guess = None;
         None
@@ -512,8 +530,8 @@ impl Producer {
 
     /// The payload bytes of a claim, to be written before `commit`.
     pub fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
-        let off = self.region().data_off(claim.info.placement.frame_start) + FRAME_HEADER;
-        self.region().mem.ptr(off, claim.info.len)
+        let off = self.region().data_off(claim.frame_start) + FRAME_HEADER;
+        self.region().mem.ptr(off, claim.len)
     }
 
     /// Commits a claim: writes its padding and its frame header (the stamp,
@@ -525,7 +543,9 @@ impl Producer {
     /// [`ClaimError::Pending`] for a claim that is not this producer's open one.
     pub fn commit(&mut self, claim: Claim, as_padding: bool) -> Result<u64, ClaimError> {
         match self.inflight {
-            Some(info) if info == claim.info => self.finish(info, as_padding),
+            Some(info) if info.seq == claim.seq && info.placement.frame_start == claim.frame_start => {
+                self.finish(info, as_padding)
+            }
             _ => Err(ClaimError::Pending),
         }
     }

@@ -211,11 +211,18 @@ impl Geometry {
     /// `padding_parts`), never inside a quarantined range except at its very
     /// start or at a lap boundary, where its owner writes only through a
     /// compare-and-swap that fails on a newer stamp.
+    #[inline]
     pub fn place_avoiding(&self, tail: u64, len: usize, quarantine: &[(u64, u64)]) -> Placement {
-        let mut p = self.place(tail, len);
+        let p = self.place(tail, len);
         if quarantine.is_empty() {
             return p;
         }
+        self.place_past(p, quarantine)
+    }
+
+    #[cold]
+    fn place_past(&self, mut p: Placement, quarantine: &[(u64, u64)]) -> Placement {
+        let tail = p.claim_start;
         // Bounded: each round moves the frame past one range instance.
         for _ in 0..=2 * quarantine.len() + 2 {
             let mut moved = false;
