@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use shmbus_core::{Bus, BusConfig, PeerKind};
+use shmbus_core::{Bus, BusConfig, Error, PeerKind};
 use shmbus_testkit::{args, finish, role, ARGS, ROLE};
 
 const NOBODY: u32 = 65534;
@@ -78,6 +78,26 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The variant, with the owner for `Untrusted`: `Untrusted:65534`, `UnsafeDir`, ...
+fn kind(e: &Error) -> String {
+    match e {
+        Error::Untrusted { owner, .. } => format!("Untrusted:{owner}"),
+        Error::UnsafeDir { .. } => "UnsafeDir".into(),
+        Error::NotFound { .. } => "NotFound".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Asserts `e` is `Untrusted` for `what` at `path`, owned by `owner`, and that
+/// its message names the path, the owner's uid and name, and a way out.
+fn assert_untrusted(e: &Error, what: &str, path: &Path, owner: u32, name: &str) {
+    let Error::Untrusted { what: w, path: p, owner: o, owner_name, .. } = e else { panic!("not Untrusted: {e:?}") };
+    assert_eq!((*w, p.as_path(), *o, owner_name.as_deref()), (what, path, owner, Some(name)), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(s(path)) && msg.contains(&format!("uid {owner} ({name})")), "{msg}");
+    assert!(msg.contains("remove it") || msg.contains("use a directory of your own"), "{msg}");
+}
+
 /// The child entry point: does nothing unless started with a role.
 #[test]
 fn __child() {
@@ -105,17 +125,21 @@ fn __child() {
             chmod(Path::new(&a[0]), 0o777);
             println!("RESULT:made");
         }
-        // open DIR NAME: open_or_create then attach; one line each,
-        // `ok` or `err <Display>`.
+        // open DIR NAME [GID]: attach then open_or_create (sharing with GID
+        // when given); one line each, `ok` or `err <kind> <Display>`.
         "open" => {
-            let c = cfg(Path::new(&a[0]));
-            for (what, r) in [
-                ("open_or_create", Bus::open_or_create(&a[1], &c, PeerKind::Publisher).map(drop)),
-                ("attach", Bus::attach(&a[1], &c, PeerKind::Subscriber).map(drop)),
-            ] {
+            let mut c = cfg(Path::new(&a[0]));
+            if let Some(gid) = a.get(2) {
+                c = c.share_with_group(gid.parse().unwrap()).mode(0o660);
+            }
+            for what in ["attach", "open_or_create"] {
+                let r = match what {
+                    "attach" => Bus::attach(&a[1], &c, PeerKind::Subscriber),
+                    _ => Bus::open_or_create(&a[1], &c, PeerKind::Publisher),
+                };
                 match r {
-                    Ok(()) => println!("RESULT:{what} ok"),
-                    Err(e) => println!("RESULT:{what} err {e}"),
+                    Ok(_) => println!("RESULT:{what} ok"),
+                    Err(e) => println!("RESULT:{what} err {} {e}", kind(&e)),
                 }
             }
         }
@@ -146,8 +170,7 @@ fn root_refuses_what_another_uid_planted() {
         Bus::attach("secret", &cfg(&link), PeerKind::Subscriber).map(drop),
     ] {
         let e = r.expect_err("a symlinked directory planted by uid 65534 was followed");
-        let msg = e.to_string();
-        assert!(msg.contains(s(&link)) && msg.contains("65534"), "{msg}");
+        assert_untrusted(&e, "symbolic link to the bus directory", &link, NOBODY, "nobody");
     }
     assert_eq!(std::fs::read(shm.join("secret.bus")).unwrap(), before, "the planted file was written");
 
@@ -155,7 +178,7 @@ fn root_refuses_what_another_uid_planted() {
     let theirs = shm.join("shmbus-0b");
     as_nobody(&exe, "plant-dir", &[s(&theirs)]);
     let e = Bus::open_or_create("x", &cfg(&theirs), PeerKind::Publisher).unwrap_err();
-    assert!(e.to_string().contains("65534"), "{e}");
+    assert_untrusted(&e, "bus directory", &theirs, NOBODY, "nobody");
     assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 0);
 
     // (2) a symlink owned by uid 65534 to root's own 0700 directory.
@@ -163,7 +186,7 @@ fn root_refuses_what_another_uid_planted() {
     let link2 = shm.join("to-mine");
     as_nobody(&exe, "plant-link", &[s(&link2), s(&mine)]);
     let e = Bus::open_or_create("x", &cfg(&link2), PeerKind::Publisher).unwrap_err();
-    assert!(e.to_string().contains(s(&link2)) && e.to_string().contains("65534"), "{e}");
+    assert_untrusted(&e, "symbolic link to the bus directory", &link2, NOBODY, "nobody");
     assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 0);
 
     // (3) a bus file planted in a root-owned group directory (root:65534 3770).
@@ -177,10 +200,18 @@ fn root_refuses_what_another_uid_planted() {
         Bus::attach("orders", &cfg(&team), PeerKind::Subscriber).map(drop),
     ] {
         let e = r.expect_err("a bus file owned by uid 65534 was opened");
-        let msg = e.to_string();
-        assert!(msg.contains(s(&planted)) && msg.contains("65534"), "{msg}");
+        assert_untrusted(&e, "bus file", &planted, NOBODY, "nobody");
+        assert!(e.to_string().contains("share_with_group(65534)"), "{e}");
     }
     assert_eq!(std::fs::read(&planted).unwrap(), before, "the planted file was written");
+    // Sharing with a group that is not the file's does not help either.
+    let e = Bus::attach("orders", &cfg(&team).share_with_group(NOBODY - 1), PeerKind::Subscriber).unwrap_err();
+    assert_untrusted(&e, "bus file", &planted, NOBODY, "nobody");
+
+    // Sharing with the file's group, explicitly, is what lets root attach.
+    let shared = cfg(&team).share_with_group(NOBODY);
+    let sub = Bus::attach("orders", &shared, PeerKind::Subscriber).expect("shared with the file's group");
+    assert_eq!(sub.path(), planted);
 }
 
 /// uid 65534 is the victim: root plants (1) a root-owned 0666 bus file in
@@ -205,30 +236,46 @@ fn another_uid_refuses_what_root_planted() {
     let lines = as_nobody(&exe, "open", &[s(&home), "rootplant"]);
     assert_eq!(lines.len(), 2, "{lines:?}");
     for l in &lines {
-        assert!(l.contains(" err ") && l.contains(s(&planted)) && l.contains("uid 0"), "{l}");
+        assert!(l.contains(" err Untrusted:0 ") && l.contains(s(&planted)) && l.contains("uid 0 (root)"), "{l}");
     }
     assert_eq!(std::fs::read(&planted).unwrap(), before, "the planted file was written");
 
     // (2) the world-writable sticky directory itself (like /dev/shm or /tmp).
     let lines = as_nobody(&exe, "open", &[s(&shm), "x"]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     for l in &lines {
-        assert!(l.contains(" err ") && l.contains(s(&shm)), "{l}");
+        assert!(l.contains(" err Untrusted:0 ") && l.contains(s(&shm)), "{l}");
     }
     assert!(!shm.join("x.bus").exists());
 
     // (3) a root-owned group directory, not shared with by the configuration.
     let team = mkdir(&b.join("team"), 0o3770, 0, NOBODY);
     let lines = as_nobody(&exe, "open", &[s(&team), "x"]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     for l in &lines {
-        assert!(l.contains(" err ") && l.contains(s(&team)), "{l}");
+        assert!(l.contains(" err Untrusted:0 ") && l.contains(s(&team)) && l.contains("share_with_group"), "{l}");
     }
     assert!(!team.join("x.bus").exists());
+
+    // (3b) The group directory with the configuration sharing its group: root
+    // creates a 0660 bus there (the setgid bit gives it the group), 65534
+    // attaches to it; without sharing, 65534 refuses root's file.
+    let feed = shmbus_core::create_bus("feed", &cfg(&team).mode(0o660)).unwrap();
+    assert!(!feed.persistent);
+    assert_eq!(std::fs::metadata(team.join("feed.bus")).unwrap().gid(), NOBODY);
+    let gid = NOBODY.to_string();
+    let lines = as_nobody(&exe, "open", &[s(&team), "feed", &gid]);
+    assert_eq!(lines, ["attach ok", "open_or_create ok"]);
+    // The same group directory without the setgid and sticky bits is refused.
+    chmod(&team, 0o770);
+    let lines = as_nobody(&exe, "open", &[s(&team), "y", &gid]);
+    assert!(lines.iter().all(|l| l.contains(" err Untrusted:0 ") && l.contains("3770")), "{lines:?}");
+    assert!(!team.join("y.bus").exists());
 
     // A symlink owned by root, to 65534's own directory, is followed.
     let link = shm.join("shmbus-65534");
     std::os::unix::fs::symlink(&home, &link).unwrap();
     let lines = as_nobody(&exe, "open", &[s(&link), "fine"]);
-    assert_eq!(lines[0], "open_or_create ok");
-    // The last peer out removed the bus, so attach finds nothing (and says so).
-    assert!(lines[1].starts_with("attach err") && lines[1].contains("does not exist"), "{lines:?}");
+    assert!(lines[0].starts_with("attach err NotFound ") && lines[0].contains(s(&link)), "{lines:?}");
+    assert_eq!(lines[1], "open_or_create ok");
 }
