@@ -97,8 +97,9 @@ fn judge_dir(st: &Stat, t: Trust) -> DirVerdict {
     let why = match t.group {
         None => format!(
             "not by you (uid {me}), and the configuration shares with no group; a root-owned directory is used \
-             only as a group directory (its group, {group}, shared with by BusConfig::share_with_group, and mode \
-             3770: setgid and sticky, not writable by others); use a directory of your own otherwise"
+             only as a group directory: its group ({group}) shared with by BusConfig::share_with_group \
+             (--share-group in the CLI), and mode 3770 (setgid and sticky, not writable by others); use a \
+             directory of your own otherwise"
         ),
         Some(g) if g != st.gid => format!(
             "not by you (uid {me}), and its group is {group}, not the group the configuration shares with \
@@ -159,9 +160,9 @@ pub(crate) fn check_dir(dir: &Path, t: Trust) -> Result<()> {
             DirVerdict::WorldWritable(mode) => Err(Error::UnsafeDir {
                 path: p,
                 reason: format!(
-                    "it is writable by everyone (mode {mode:o}), with or without the sticky bit any local \
-                     user could plant bus files in it{via}; use a directory of your own (mode 0700), such as \
-                     the default /dev/shm/shmbus-<uid>"
+                    "it is writable by everyone (mode {mode:o}){via}: with or without the sticky bit, any \
+                     local user could plant bus files in it; use a directory of your own (mode 0700) instead, \
+                     such as the default /dev/shm/shmbus-<uid>"
                 ),
             }),
             DirVerdict::Owner(reason) => Err(untrusted("", &p, "bus directory", st.uid, reason + &via)),
@@ -184,8 +185,9 @@ pub(crate) fn check_file(bus: &str, path: &Path, st: &Stat, t: Trust) -> Result<
         None => format!(
             "not by you (uid {}), and the configuration shares with no group; another user may have planted \
              it to read or forge your messages: remove it if it is not yours, or, if you trust its group, \
-             {group}, share with it (BusConfig::share_with_group({}))",
-            t.uid, st.gid
+             {group}, share with it (BusConfig::share_with_group({gid}), --share-group {gid} in the CLI)",
+            t.uid,
+            gid = st.gid
         ),
         Some(g) => format!(
             "not by you (uid {}), and its group is {group}, not the group the configuration shares with ({}): \
