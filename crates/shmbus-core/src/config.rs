@@ -155,7 +155,7 @@ impl fmt::Display for PeerKind {
 ///
 /// Sizes and the policy apply when the bus is created; opening an existing
 /// bus with `open_or_create` checks that they match, and `attach` reads only
-/// [`dir`](BusConfig::dir).
+/// [`dir`](BusConfig::dir) and [`share_with_group`](BusConfig::share_with_group).
 ///
 /// ```
 /// use shmbus_core::{BusConfig, Overflow};
