@@ -587,3 +587,43 @@ fn demo_runs_and_removes_everything() {
     // The demo worked in a temporary directory inside --dir and removed it.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{out}");
 }
+
+/// Issue 9, finding 7, through the CLI: a world-writable directory (sticky or
+/// not) is refused; an unknown `--share-group` is a usage error; as root, a
+/// bus file owned by uid 65534 is refused with its owner named, and accepted
+/// with `--share-group` naming its group. (The two-uid tests are in
+/// crates/shmbus-core/tests/planted.rs.)
+#[test]
+fn planted_directories_and_files_are_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (code, _, err) = run(shmbus(&open).args(["create", "x"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("writable by everyone") && err.contains(open.to_str().unwrap()), "{err}");
+    assert!(!bus_file(&open, "x").exists());
+
+    let (code, _, err) = run(shmbus(dir.path()).args(["--share-group", "no-such-group-here", "ls"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no group named"), "{err}");
+
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let (code, _, err) = run(shmbus(&mine).args(["create", "planted"]));
+    assert_eq!(code, 0, "{err}");
+    let file = bus_file(&mine, "planted");
+    if std::fs::metadata(&file).unwrap().uid() != 0 {
+        eprintln!("planted_directories_and_files_are_refused: file part skipped: needs root to chown");
+        return;
+    }
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    let (code, _, err) = run(shmbus(&mine).args(["pub", "planted", "--count", "1", "--linger", "0"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refusing bus file") && err.contains("uid 65534"), "{err}");
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+    let (code, _, err) =
+        run(shmbus(&mine).args(["--share-group", "65534", "pub", "planted", "--count", "1", "--linger", "0"]));
+    assert_eq!(code, 0, "{err}");
+}

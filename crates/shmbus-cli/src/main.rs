@@ -32,6 +32,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     dir: Option<PathBuf>,
 
+    /// Trust this group (a name or a gid): open bus files of other users in it, and use a
+    /// root-owned group directory of it (mode 3770); pair with --mode 0660 [default: no group].
+    #[arg(long, global = true, value_name = "GROUP", value_parser = parse_group)]
+    share_group: Option<u32>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -204,6 +209,10 @@ fn parse_synthetic_size(s: &str) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("{n} bytes is too large"))
 }
 
+fn parse_group(s: &str) -> Result<u32, String> {
+    shmbus::core::group_id(s).ok_or_else(|| format!("no group named {s:?} (give a group name or a numeric gid)"))
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
@@ -213,9 +222,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 impl Cli {
     fn config(&self) -> BusConfig {
-        match &self.dir {
+        let cfg = match &self.dir {
             Some(d) => BusConfig::default().dir(d),
             None => BusConfig::default(),
+        };
+        match self.share_group {
+            Some(gid) => cfg.share_with_group(gid),
+            None => cfg,
         }
     }
 }

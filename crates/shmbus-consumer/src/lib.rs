@@ -235,7 +235,7 @@ impl Subscriber {
         Ok(Subscriber { raw: consumer(bus, cfg, start), buf: Vec::new(), interruptible: false })
     }
 
-    /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
+    /// Attaches to an existing bus (only `cfg`'s directory, shared group and wait strategy are read).
     pub fn attach(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Subscriber)?;
         Ok(Subscriber { raw: consumer(bus, cfg, start), buf: Vec::new(), interruptible: false })

@@ -246,7 +246,7 @@ pub fn gc(cfg: &BusConfig) -> Result<Vec<GcAction>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(Error::io("", &dir, "list", e)),
     };
-    check_dir(&dir)?;
+    check_dir(&dir, crate::path::Trust::of(cfg))?;
     let mut names: Vec<_> = entries.flatten().map(|e| (e.file_name(), e.path())).collect();
     names.sort();
     for (file_name, path) in names {

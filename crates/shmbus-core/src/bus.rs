@@ -7,7 +7,7 @@ use crate::config::{BusConfig, PeerKind};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::os::{self, LockKind};
-use crate::path::{bus_path, prepare_dir, resolve_dir, validate_name};
+use crate::path::{bus_path, prepare_dir, resolve_dir, validate_name, Trust};
 use crate::region::{Created, HeaderInfo, Region};
 
 /// An attached peer of a bus.
@@ -39,9 +39,10 @@ impl Bus {
         validate_name(name)?;
         cfg.validate()?;
         let dir = resolve_dir(cfg);
-        prepare_dir(&dir, true)?;
+        let trust = Trust::of(cfg);
+        prepare_dir(&dir, true, trust)?;
         for _ in 0..16 {
-            match Region::open(name, &dir) {
+            match Region::open(name, &dir, trust) {
                 Ok(region) => {
                     check_matches(&region, cfg)?;
                     return Bus::join(region, kind, false);
@@ -61,18 +62,19 @@ impl Bus {
         })
     }
 
-    /// Attaches to an existing bus; only `cfg`'s directory is read.
+    /// Attaches to an existing bus; only `cfg`'s directory and shared group are read.
     pub fn attach(name: &str, cfg: &BusConfig, kind: PeerKind) -> Result<Bus> {
         validate_name(name)?;
         BusConfig::default().validate()?; // the platform checks (lock-free 128-bit CAS)
         let dir = resolve_dir(cfg);
-        prepare_dir(&dir, false).map_err(|e| match e {
+        let trust = Trust::of(cfg);
+        prepare_dir(&dir, false, trust).map_err(|e| match e {
             Error::UnsafeDir { ref reason, .. } if reason == "it does not exist" => {
                 Error::NotFound { bus: name.into(), path: bus_path(&dir, name) }
             }
             other => other,
         })?;
-        let region = Region::open(name, &dir)?;
+        let region = Region::open(name, &dir, trust)?;
         Bus::join(region, kind, false)
     }
 
@@ -185,7 +187,7 @@ pub fn create_bus(name: &str, cfg: &BusConfig) -> Result<HeaderInfo> {
     validate_name(name)?;
     cfg.validate()?;
     let dir = resolve_dir(cfg);
-    prepare_dir(&dir, true)?;
+    prepare_dir(&dir, true, Trust::of(cfg))?;
     match Region::create(name, &dir, cfg)? {
         Created::New(region) => Ok(region.info.clone()),
         Created::Exists => Err(Error::AlreadyExists { bus: name.into(), path: bus_path(&dir, name) }),

@@ -155,7 +155,7 @@ impl fmt::Display for PeerKind {
 ///
 /// Sizes and the policy apply when the bus is created; opening an existing
 /// bus with `open_or_create` checks that they match, and `attach` reads only
-/// [`dir`](BusConfig::dir).
+/// [`dir`](BusConfig::dir) and [`share_with_group`](BusConfig::share_with_group).
 ///
 /// ```
 /// use shmbus_core::{BusConfig, Overflow};
@@ -176,6 +176,7 @@ pub struct BusConfig {
     pub(crate) overflow: Overflow,
     pub(crate) persistent: bool,
     pub(crate) mode: u32,
+    pub(crate) share_group: Option<u32>,
     pub(crate) max_peers: u32,
     pub(crate) wait: WaitStrategy,
     pub(crate) initial_position: u64,
@@ -192,6 +193,7 @@ impl Default for BusConfig {
             overflow: Overflow::Block,
             persistent: false,
             mode: 0o600,
+            share_group: None,
             max_peers: 64,
             wait: WaitStrategy::SpinThenPark,
             initial_position: 0,
@@ -231,6 +233,23 @@ impl BusConfig {
     /// The file's mode, exactly (the umask does not change it). Default 0o600.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+    /// Trust the group `gid`: bus files owned by another user are opened
+    /// only when their group is `gid`, and a root-owned directory is used
+    /// only when its group is `gid` and it has the setgid and sticky bits and
+    /// is not writable by others (e.g. `root:trading 3770`). Default: no
+    /// group, so only your own directories and files are used. Pair it with
+    /// [`mode(0o660)`](BusConfig::mode) so the group can open the files you
+    /// create. See docs/architecture.md, "Who is trusted".
+    ///
+    /// ```
+    /// let cfg = shmbus_core::BusConfig::default().share_with_group(1234).mode(0o660);
+    /// assert_eq!(cfg.get_share_group(), Some(1234));
+    /// assert_eq!(shmbus_core::BusConfig::default().get_share_group(), None);
+    /// ```
+    pub fn share_with_group(mut self, gid: u32) -> Self {
+        self.share_group = Some(gid);
         self
     }
     /// Number of peer slots (publishers plus subscribers at once), 1 to 1024. Default 64.
@@ -305,6 +324,10 @@ impl BusConfig {
     /// The configured file mode.
     pub fn get_mode(&self) -> u32 {
         self.mode
+    }
+    /// The group shared with, if any ([`share_with_group`](BusConfig::share_with_group)).
+    pub fn get_share_group(&self) -> Option<u32> {
+        self.share_group
     }
     /// The configured wait strategy.
     pub fn get_wait_strategy(&self) -> WaitStrategy {

@@ -167,6 +167,24 @@ pub enum Error {
         /// The file it was.
         path: PathBuf,
     },
+    /// A bus directory, a symbolic link leading to it, or a bus file is owned
+    /// by someone this process does not trust, so another local user may have
+    /// planted it to read or forge messages; it was not used (a refused bus
+    /// file was not mapped). The rules are in docs/architecture.md.
+    Untrusted {
+        /// The bus name (empty when a directory or a link was refused).
+        bus: String,
+        /// The refused directory, link or file.
+        path: PathBuf,
+        /// What it is: "bus directory", "symbolic link to the bus directory" or "bus file".
+        what: &'static str,
+        /// Its owner's uid.
+        owner: u32,
+        /// Its owner's user name, when the system knows one.
+        owner_name: Option<String>,
+        /// Why it is not trusted, and what to do.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -278,6 +296,16 @@ impl fmt::Display for Error {
                 "bus '{bus}' at {} has live peers attached; not removed (use --force to remove anyway)",
                 path.display()
             ),
+            Error::Untrusted { bus, path, what, owner, owner_name, reason } => {
+                if !bus.is_empty() {
+                    write!(f, "bus '{bus}': ")?;
+                }
+                write!(f, "refusing {what} {}: it is owned by uid {owner}", path.display())?;
+                if let Some(name) = owner_name {
+                    write!(f, " ({name})")?;
+                }
+                write!(f, ", {reason}")
+            }
         }
     }
 }

@@ -43,6 +43,7 @@ mod peers;
 mod producer;
 mod region;
 pub mod ring;
+mod trust;
 mod wait;
 
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
@@ -56,3 +57,4 @@ pub use error::{Error, Result};
 pub use path::{bus_path, default_dir, resolve_dir, validate_name, MAX_NAME_LEN};
 pub use producer::{Blocker, Claim, ClaimError, Producer, BLOCKED_REPORT_AFTER};
 pub use region::{HeaderInfo, Region};
+pub use trust::group_id;

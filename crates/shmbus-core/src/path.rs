@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::os;
+pub(crate) use crate::trust::{check_dir, Trust};
 
 /// The longest bus name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -69,10 +70,11 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
-/// Makes sure the directory exists (creating the default one 0700) and is safe:
-/// a directory not owned by this user (or root), or writable by others without
-/// the sticky bit, is refused.
-pub(crate) fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
+/// Makes sure the directory exists (creating the default one 0700) and is
+/// trusted (see [`crate::trust`]): a directory that is not yours (root-owned
+/// group directories shared with by the configuration aside), a world-writable
+/// one, or a symbolic link another user owns is refused.
+pub(crate) fn prepare_dir(dir: &Path, create: bool, trust: Trust) -> Result<()> {
     match os::lstat(dir) {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
@@ -87,35 +89,7 @@ pub(crate) fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
         }
         Err(e) => return Err(Error::io("", dir, "inspect the bus directory", e)),
     }
-    check_dir(dir)
-}
-
-/// The safety check alone.
-pub(crate) fn check_dir(dir: &Path) -> Result<()> {
-    // Follow a symlinked directory (e.g. /tmp -> /private/tmp) but judge its target.
-    let st = std::fs::metadata(dir).map_err(|e| Error::io("", dir, "inspect the bus directory", e))?;
-    use std::os::unix::fs::MetadataExt;
-    if !st.is_dir() {
-        return Err(Error::UnsafeDir { path: dir.to_owned(), reason: "it is not a directory".into() });
-    }
-    let me = os::getuid();
-    if st.uid() != me && st.uid() != 0 {
-        return Err(Error::UnsafeDir {
-            path: dir.to_owned(),
-            reason: format!("it is owned by uid {}, not by you (uid {me}) or root", st.uid()),
-        });
-    }
-    let mode = st.mode();
-    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-        return Err(Error::UnsafeDir {
-            path: dir.to_owned(),
-            reason: format!(
-                "it is writable by everyone (mode {:o}) without the sticky bit, so others could replace bus files",
-                mode & 0o7777
-            ),
-        });
-    }
-    Ok(())
+    check_dir(dir, trust)
 }
 
 /// `<dir>/<name>.bus`.
@@ -138,13 +112,27 @@ mod tests {
     }
 
     #[test]
-    fn world_writable_dir_without_sticky_bit_is_refused() {
+    fn world_writable_dir_is_refused_with_or_without_sticky_bit() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = check_dir(d.path()).unwrap_err();
-        assert!(err.to_string().contains("sticky"), "{err}");
-        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
-        check_dir(d.path()).unwrap();
+        let t = Trust { uid: os::geteuid(), group: None };
+        check_dir(d.path(), t).unwrap();
+        for mode in [0o777, 0o1777] {
+            std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = check_dir(d.path(), t).unwrap_err();
+            assert!(matches!(err, Error::UnsafeDir { .. }) && err.to_string().contains("sticky"), "{err}");
+        }
+    }
+
+    #[test]
+    fn default_dir_is_created_0700_and_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("shmbus-x");
+        let t = Trust { uid: os::geteuid(), group: None };
+        assert!(prepare_dir(&dir, false, t).is_err());
+        prepare_dir(&dir, true, t).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777, 0o700);
+        prepare_dir(&dir, true, t).unwrap();
     }
 }

@@ -352,7 +352,7 @@ impl Region {
     /// Opens an existing bus file, takes the shared attach lock (waiting
     /// briefly while a last peer is removing it), and validates everything.
     /// Returns `NotFound` when the file is gone (or was unlinked while we opened it).
-    pub(crate) fn open(name: &str, dir: &Path) -> Result<Region> {
+    pub(crate) fn open(name: &str, dir: &Path, trust: crate::trust::Trust) -> Result<Region> {
         let path = crate::path::bus_path(dir, name);
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
@@ -361,6 +361,8 @@ impl Region {
             if !st.is_regular() {
                 return Err(Error::NotABusFile { bus: name.into(), path, found: st.kind() });
             }
+            // Judged on the open descriptor, before mapping: a file another user planted is never mapped.
+            crate::trust::check_file(name, &path, &st, trust)?;
             let locked = os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Shared)
                 .map_err(|e| Error::io(name, &path, "lock", e))?;
             if !locked {

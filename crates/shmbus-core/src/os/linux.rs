@@ -1,7 +1,7 @@
 //! Linux: the only place that makes raw system calls (futex through
 //! `linux-futex`, OFD locks, files and directories through libc).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -160,11 +160,18 @@ pub(crate) struct Stat {
     pub nlink: u64,
     pub mode: u32,
     pub uid: u32,
+    pub gid: u32,
 }
 
 impl Stat {
     pub(crate) fn is_regular(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+    pub(crate) fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+    pub(crate) fn is_symlink(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFLNK
     }
     pub(crate) fn kind(&self) -> &'static str {
         match self.mode & libc::S_IFMT {
@@ -187,6 +194,7 @@ fn to_stat(st: &libc::stat) -> Stat {
         nlink: st.st_nlink,
         mode: st.st_mode,
         uid: st.st_uid,
+        gid: st.st_gid,
     }
 }
 
@@ -211,6 +219,76 @@ pub(crate) fn lstat(path: &Path) -> io::Result<Stat> {
 pub(crate) fn getuid() -> u32 {
     // SAFETY: getuid cannot fail.
     unsafe { libc::getuid() }
+}
+
+/// The effective uid: the owner of every file this process creates.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Runs a `get*_r` lookup (`call` returns its error number) with a buffer
+/// that grows while the answer does not fit (`ERANGE`), up to 1 MiB.
+fn lookup_r(mut call: impl FnMut(&mut [libc::c_char]) -> libc::c_int) {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    while call(&mut buf) == libc::ERANGE && buf.len() < 1 << 20 {
+        buf.resize(buf.len() * 4, 0);
+    }
+}
+
+/// The user name of `uid` (`getpwuid_r`), for error messages; `None` when it has none.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let mut name = None;
+    lookup_r(|buf| {
+        // SAFETY: an all-zero passwd is a valid out-parameter.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid and exclusively borrowed for the call;
+        // `buf.len()` is the buffer's real length.
+        let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+        if r == 0 && !out.is_null() && !pw.pw_name.is_null() {
+            // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+            name = Some(unsafe { CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned());
+        }
+        r
+    });
+    name
+}
+
+/// The group name of `gid` (`getgrgid_r`), for error messages; `None` when it has none.
+pub(crate) fn group_name(gid: u32) -> Option<String> {
+    let mut name = None;
+    lookup_r(|buf| {
+        // SAFETY: an all-zero group is a valid out-parameter.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut out: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `user_name`.
+        let r = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut out) };
+        if r == 0 && !out.is_null() && !gr.gr_name.is_null() {
+            // SAFETY: on success gr_name points to a NUL-terminated string in `buf`.
+            name = Some(unsafe { CStr::from_ptr(gr.gr_name) }.to_string_lossy().into_owned());
+        }
+        r
+    });
+    name
+}
+
+/// The gid of the group named `name` (`getgrnam_r`); `None` when there is none.
+pub(crate) fn group_id(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    let mut gid = None;
+    lookup_r(|buf| {
+        // SAFETY: an all-zero group is a valid out-parameter.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut out: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `user_name`; `c` is a valid NUL-terminated name.
+        let r = unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut out) };
+        if r == 0 && !out.is_null() {
+            gid = Some(gr.gr_gid);
+        }
+        r
+    });
+    gid
 }
 
 pub(crate) fn getpid() -> u32 {
