@@ -33,17 +33,18 @@ pub struct Bus {
 
 impl Bus {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
-    /// An existing bus whose capacity, max message, policy or persistence
-    /// differs from `cfg` is an [`Error::Incompatible`] naming both values.
+    /// An existing bus is accepted whatever its settings, unless a setting
+    /// `cfg` set explicitly differs ([`BusConfig::check_existing`]): then
+    /// [`Error::Incompatible`] names both values.
     pub fn open_or_create(name: &str, cfg: &BusConfig, kind: PeerKind) -> Result<Bus> {
         validate_name(name)?;
         cfg.validate()?;
         let dir = resolve_dir(cfg);
-        prepare_dir(&dir, true)?;
+        prepare_dir(name, &dir, true)?;
         for _ in 0..16 {
             match Region::open(name, &dir) {
                 Ok(region) => {
-                    check_matches(&region, cfg)?;
+                    cfg.check_existing(&region.bus, &region.path, &region.info)?;
                     return Bus::join(region, kind, false);
                 }
                 Err(Error::NotFound { .. }) => {}
@@ -66,7 +67,7 @@ impl Bus {
         validate_name(name)?;
         BusConfig::default().validate()?; // the platform checks (lock-free 128-bit CAS)
         let dir = resolve_dir(cfg);
-        prepare_dir(&dir, false).map_err(|e| match e {
+        prepare_dir(name, &dir, false).map_err(|e| match e {
             Error::UnsafeDir { ref reason, .. } if reason == "it does not exist" => {
                 Error::NotFound { bus: name.into(), path: bus_path(&dir, name) }
             }
@@ -117,26 +118,6 @@ impl Bus {
     }
 }
 
-fn check_matches(region: &Region, cfg: &BusConfig) -> Result<()> {
-    let info = &region.info;
-    let diff = |field, existing: String, requested: String| {
-        Err(Error::Incompatible { bus: region.bus.clone(), path: region.path.clone(), field, existing, requested })
-    };
-    if info.capacity != cfg.capacity {
-        return diff("capacity", info.capacity.to_string(), cfg.capacity.to_string());
-    }
-    if info.max_message != cfg.max_message {
-        return diff("max_message", info.max_message.to_string(), cfg.max_message.to_string());
-    }
-    if info.overflow != cfg.overflow {
-        return diff("overflow", info.overflow.to_string(), cfg.overflow.to_string());
-    }
-    if info.persistent != cfg.persistent {
-        return diff("persistent", info.persistent.to_string(), cfg.persistent.to_string());
-    }
-    Ok(())
-}
-
 impl Drop for Bus {
     fn drop(&mut self) {
         let region = &self.region;
@@ -185,7 +166,7 @@ pub fn create_bus(name: &str, cfg: &BusConfig) -> Result<HeaderInfo> {
     validate_name(name)?;
     cfg.validate()?;
     let dir = resolve_dir(cfg);
-    prepare_dir(&dir, true)?;
+    prepare_dir(name, &dir, true)?;
     match Region::create(name, &dir, cfg)? {
         Created::New(region) => Ok(region.info.clone()),
         Created::Exists => Err(Error::AlreadyExists { bus: name.into(), path: bus_path(&dir, name) }),

@@ -71,21 +71,29 @@ pub fn default_dir() -> PathBuf {
 
 /// Makes sure the directory exists (creating the default one 0700) and is safe:
 /// a directory not owned by this user (or root), or writable by others without
-/// the sticky bit, is refused.
-pub(crate) fn prepare_dir(dir: &Path, create: bool) -> Result<()> {
+/// the sticky bit, is refused. `name` is the bus the directory is wanted for.
+pub(crate) fn prepare_dir(name: &str, dir: &Path, create: bool) -> Result<()> {
     match os::lstat(dir) {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
             if let Err(e) = os::mkdir_exact(dir, 0o700) {
-                if e.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(Error::io("", dir, "create the bus directory", e));
+                match e.raw_os_error() {
+                    Some(libc::EEXIST) => {}
+                    Some(libc::ENOENT) => {
+                        return Err(Error::NoParentDir {
+                            bus: name.to_owned(),
+                            path: bus_path(dir, name),
+                            parent: dir.parent().unwrap_or(dir).to_owned(),
+                        })
+                    }
+                    _ => return Err(Error::io(name, dir, "create the bus directory", e)),
                 }
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             return Err(Error::UnsafeDir { path: dir.to_owned(), reason: "it does not exist".into() })
         }
-        Err(e) => return Err(Error::io("", dir, "inspect the bus directory", e)),
+        Err(e) => return Err(Error::io(name, dir, "inspect the bus directory", e)),
     }
     check_dir(dir)
 }
