@@ -45,13 +45,14 @@ impl Bus {
             match Region::open(name, &dir) {
                 Ok(region) => {
                     cfg.check_existing(&region.bus, &region.path, &region.info)?;
-                    return Bus::join(region, kind, false);
+                    region.check_type(cfg.message_type.as_ref())?;
+                    return Bus::join(region, kind, false)?.declared(cfg);
                 }
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
             match Region::create(name, &dir, cfg)? {
-                Created::New(region) => return Bus::join(region, kind, true),
+                Created::New(region) => return Bus::join(region, kind, true)?.declared(cfg),
                 Created::Exists => continue,
             }
         }
@@ -74,7 +75,8 @@ impl Bus {
             other => other,
         })?;
         let region = Region::open(name, &dir)?;
-        Bus::join(region, kind, false)
+        region.check_type(cfg.message_type.as_ref())?;
+        Bus::join(region, kind, false)?.declared(cfg)
     }
 
     /// Wraps a heap region (in-process tests): no file, no locks.
@@ -168,7 +170,10 @@ pub fn create_bus(name: &str, cfg: &BusConfig) -> Result<HeaderInfo> {
     let dir = resolve_dir(cfg);
     prepare_dir(name, &dir, true)?;
     match Region::create(name, &dir, cfg)? {
-        Created::New(region) => Ok(region.info.clone()),
+        Created::New(region) => {
+            region.declare_type(cfg.message_type.as_ref())?;
+            Ok(region.info.clone())
+        }
         Created::Exists => Err(Error::AlreadyExists { bus: name.into(), path: bus_path(&dir, name) }),
     }
 }

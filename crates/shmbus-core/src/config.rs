@@ -176,6 +176,7 @@ impl fmt::Display for PeerKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BusConfig {
     pub(crate) explicit: crate::settings::Explicit,
+    pub(crate) message_type: Option<crate::typetag::MessageType>,
     pub(crate) dir: Option<PathBuf>,
     pub(crate) capacity: u64,
     pub(crate) max_message: u32,
@@ -191,6 +192,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             explicit: crate::settings::Explicit::default(),
+            message_type: None,
             dir: None,
             capacity: 1 << 20,
             max_message: 64 << 10,

@@ -35,7 +35,7 @@
 /// The magic number at offset 0.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes of the header page.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of one peer slot.
@@ -160,7 +160,7 @@ pub fn fingerprint(page_size: usize) -> u64 {
         if cfg!(target_endian = "little") { "le" } else { "be" },
     );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in desc.bytes() {
+    for b in desc.bytes().chain(crate::typetag::LAYOUT_DESC.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

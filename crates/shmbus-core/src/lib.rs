@@ -40,10 +40,12 @@ mod error;
 pub mod layout;
 mod path;
 mod peers;
+mod presence;
 mod producer;
 mod region;
 pub mod ring;
 mod settings;
+pub mod typetag;
 mod wait;
 
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
@@ -55,5 +57,7 @@ pub use config::{BusConfig, Overflow, PeerKind, StartAt, WaitStrategy};
 pub use consumer::{Borrowed, Consumer, Poll};
 pub use error::{Error, Result};
 pub use path::{bus_path, default_dir, resolve_dir, validate_name, MAX_NAME_LEN};
+pub use presence::Linger;
 pub use producer::{Claim, ClaimError, Producer};
 pub use region::{HeaderInfo, Region};
+pub use typetag::{MessageType, TypeKind};
