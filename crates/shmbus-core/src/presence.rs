@@ -79,7 +79,7 @@ impl Bus {
     }
 
     /// Waits, at most until `deadline`, until the subscribers present have
-    /// read everything published on the bus so far. With none present, a
+    /// read everything published on the bus so far (or left). With none present, a
     /// non-persistent bus waits for one to come and read everything (or to
     /// come and go: it attached after the messages were sent, and `Oldest`
     /// saw them); a persistent bus returns at once, since its file keeps them.
@@ -87,13 +87,16 @@ impl Bus {
         let target = self.region.tail().0;
         let epoch = || self.region.mem.u64(OFF_ATTACH_EPOCH).load(Ordering::Acquire);
         let first_epoch = epoch();
+        let present_at_start = self.subscribers_at(target).0 > 0;
         let mut pause = Duration::from_millis(1);
         loop {
             let (live, done) = self.subscribers_at(target);
             if live > 0 && done == live {
                 return Linger::Delivered;
             }
-            if live == 0 && (self.region.info.persistent || epoch() != first_epoch) {
+            // None left: those present at the start have gone (there is no
+            // one to wait for), or one came and went, or the file keeps the messages.
+            if live == 0 && (present_at_start || self.region.info.persistent || epoch() != first_epoch) {
                 return Linger::Delivered;
             }
             if !sleep_until(deadline, &mut pause) {

@@ -11,15 +11,15 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shmbus_core::{Bus, Claim, ClaimError, PeerKind, Producer};
-pub use shmbus_core::{BusConfig, Error, HeaderInfo, Overflow, WaitStrategy};
+use shmbus_core::{Bus, Claim, ClaimError, Linger, PeerKind, Producer};
+pub use shmbus_core::{BusConfig, Error, HeaderInfo, MessageType, Overflow, TypeKind, WaitStrategy};
 
 /// Why a message was not published.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_producer::{BusConfig, Publisher, SendError};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, Publisher, SendError};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path()).capacity(4096).max_message(64);
 /// let mut publ = Publisher::open_or_create("small", &cfg)?;
 /// let err = publ.send(&[0u8; 65]).unwrap_err();
@@ -85,8 +85,8 @@ impl From<Error> for SendError {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_producer::{BusConfig, Publisher};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, Publisher};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path());
 /// let mut publ = Publisher::open_or_create("orders", &cfg)?;
 /// publ.send(b"buy 100")?;
@@ -118,8 +118,8 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use shmbus_producer::{BusConfig, Error, Publisher};
-    /// let dir = tempfile::tempdir()?;
+    /// use shmbus::{BusConfig, Error, Publisher};
+    /// # let dir = tempfile::tempdir()?;
     /// let cfg = BusConfig::default().dir(dir.path());
     /// assert!(matches!(Publisher::attach("nope", &cfg), Err(Error::NotFound { .. })));
     /// # Ok(()) }
@@ -139,7 +139,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use shmbus_producer::{BusConfig, Publisher, SendError};
+    /// use shmbus::{BusConfig, Publisher, SendError};
     /// # let dir = tempfile::tempdir()?;
     /// let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("t", &cfg)?;
@@ -163,7 +163,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # use shmbus::{BusConfig, Publisher};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("prices", &cfg)?;
@@ -178,7 +178,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # use shmbus::{BusConfig, Publisher};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("events", &cfg)?;
@@ -198,7 +198,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # use shmbus::{BusConfig, Publisher};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("frames", &cfg)?;
@@ -248,6 +248,62 @@ impl Publisher {
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.raw.set_wait_strategy(wait);
     }
+
+    /// Live subscribers attached to the bus now.
+    pub fn subscribers(&self) -> usize {
+        self.raw.bus().live_peers(PeerKind::Subscriber)
+    }
+
+    /// Waits until at least `n` subscribers are attached, at most `timeout`
+    /// (`Err(SendError::Timeout)`). Returns how many are attached. Messages
+    /// published before a subscriber attaches reach it only if it starts at
+    /// [`StartAt::Oldest`](shmbus_core::StartAt::Oldest) and the ring still holds them.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let publ = Publisher::open_or_create("ticks", &cfg)?;
+    /// let sub = std::thread::spawn(move || Subscriber::open_or_create("ticks", &cfg, StartAt::Latest));
+    /// assert!(publ.wait_for_subscribers(1, Duration::from_secs(10))? >= 1);
+    /// # drop(sub.join().unwrap()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize, SendError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.raw.bus().wait_for_peers(PeerKind::Subscriber, n, deadline).ok_or(SendError::Timeout)
+    }
+
+    /// Keeps this publisher (and so a non-persistent bus and its messages)
+    /// attached until the subscribers present have read everything published
+    /// so far (or detached), at most `timeout` (`Err(SendError::Timeout)`). With no
+    /// subscriber present it waits for one to attach and read everything (or
+    /// to attach and leave again); a persistent bus returns at once, since its
+    /// file keeps the messages. Call it before dropping the last publisher of
+    /// a bus whose subscribers may not have caught up yet.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut publ = Publisher::open_or_create("jobs", &cfg)?;
+    /// let mut sub = Subscriber::open_or_create("jobs", &cfg, StartAt::Latest)?;
+    /// publ.send(b"last job")?;
+    /// let reader = std::thread::spawn(move || sub.recv().map(|m| (m.to_vec(), sub)));
+    /// publ.linger(Duration::from_secs(10))?; // returns once `sub` has read it
+    /// assert_eq!(reader.join().unwrap()?.0, b"last job");
+    /// # Ok(()) }
+    /// ```
+    pub fn linger(&self, timeout: Duration) -> Result<(), SendError> {
+        match self.raw.bus().linger(Instant::now().checked_add(timeout)) {
+            Linger::Delivered => Ok(()),
+            Linger::TimedOut => Err(SendError::Timeout),
+        }
+    }
 }
 
 /// Space claimed in the ring, written in place. Derefs to `[u8]` of the
@@ -258,7 +314,7 @@ impl Publisher {
 ///
 /// A loan borrows its publisher mutably, so no second send can start while it lives:
 /// ```compile_fail
-/// # fn f(publ: &mut shmbus_producer::Publisher) {
+/// # fn f(publ: &mut shmbus::Publisher) {
 /// let loan = publ.loan(8).unwrap();
 /// publ.send(b"x").unwrap();
 /// loan.commit();
