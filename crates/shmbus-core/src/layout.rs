@@ -28,6 +28,7 @@
 //!   384  attach_epoch     u64   bumped when a subscriber attaches (publishers drop cached limits)
 //!   392  peer_high_water  u32   1 + highest slot index ever used
 //!   1024 hints            [u64; HINTS]  first frame start at or after each segment boundary
+//!   2048 type tag         typetag::TypeTagArea (declared in typetag.rs): the declared message type
 //! peer table at peer_offset: peer_slots slots of PEER_SLOT_SIZE bytes
 //! data region at data_offset: capacity bytes of frames
 //! ```
