@@ -218,12 +218,17 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
+    /// An existing bus is accepted whatever its settings, unless a setting
+    /// `cfg` set explicitly differs ([`Error::Incompatible`], naming both
+    /// values); a message type declared with [`BusConfig::message_type`] must
+    /// match the bus's ([`Error::TypeMismatch`]).
     pub fn open_or_create(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Subscriber)?;
         Ok(Subscriber { raw: Consumer::new(bus, start, cfg.get_wait_strategy()), buf: Vec::new() })
     }
 
-    /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
+    /// Attaches to an existing bus, never creating it: only `cfg`'s directory,
+    /// wait strategy and declared message type are read.
     pub fn attach(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Subscriber)?;
         Ok(Subscriber { raw: Consumer::new(bus, start, cfg.get_wait_strategy()), buf: Vec::new() })
@@ -381,6 +386,22 @@ impl Subscriber {
     pub fn wait_for_publishers(&self, n: usize, timeout: Duration) -> Result<usize, RecvError> {
         let deadline = Instant::now().checked_add(timeout);
         self.raw.bus().wait_for_peers(PeerKind::Publisher, n, deadline).ok_or(RecvError::Timeout)
+    }
+
+    /// The message type recorded in the bus (declared by a typed handle), if any.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, MessageType, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let _p = Publisher::open_or_create("temps", &cfg.clone().message_type(MessageType::pod::<f32>()))?;
+    /// let any = Subscriber::attach("temps", &cfg, StartAt::Latest)?; // untyped
+    /// assert_eq!(any.message_type(), Some(MessageType::pod::<f32>()));
+    /// # Ok(()) }
+    /// ```
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.raw.bus().message_type()
     }
 
     /// Live publishers attached to the bus now.

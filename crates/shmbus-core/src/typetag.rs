@@ -351,6 +351,12 @@ impl Region {
 }
 
 impl Bus {
+    /// The message type recorded in the bus, if a typed handle declared one
+    /// (`None` also while its declarer has not finished describing it).
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.region.recorded_type().and_then(|(_, d)| d)
+    }
+
     /// After joining: records or checks the config's declared type.
     pub(crate) fn declared(self, cfg: &BusConfig) -> Result<Bus> {
         self.region.declare_type(cfg.message_type.as_ref())?;

@@ -108,13 +108,17 @@ fn claim_err(e: ClaimError, timeout: bool) -> SendError {
 
 impl Publisher {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
-    /// An existing bus with other settings is an error naming both values.
+    /// An existing bus is accepted whatever its settings, unless a setting
+    /// `cfg` set explicitly differs ([`Error::Incompatible`], naming both
+    /// values); a message type declared with [`BusConfig::message_type`] must
+    /// match the bus's ([`Error::TypeMismatch`]).
     pub fn open_or_create(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Publisher)?;
         Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()) })
     }
 
-    /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
+    /// Attaches to an existing bus, never creating it: only `cfg`'s directory,
+    /// wait strategy and declared message type are read.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -247,6 +251,11 @@ impl Publisher {
     /// Chooses how this publisher waits for space.
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.raw.set_wait_strategy(wait);
+    }
+
+    /// The message type recorded in the bus (declared by a typed handle), if any.
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.raw.bus().message_type()
     }
 
     /// Live subscribers attached to the bus now.
