@@ -36,7 +36,7 @@
 /// The magic number at offset 0.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 1;
 /// Bytes of the header page.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of one peer slot.
