@@ -140,11 +140,11 @@ fn status(region: &Region) -> BusStatus {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_core::{Bus, BusConfig, PeerKind};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, StartAt, Subscriber};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path());
-/// let _sub = Bus::open_or_create("ticks", &cfg, PeerKind::Subscriber)?;
-/// let st = shmbus_core::inspect("ticks", &cfg)?;
+/// let _sub = Subscriber::open_or_create("ticks", &cfg, StartAt::Latest)?;
+/// let st = shmbus::inspect("ticks", &cfg)?;
 /// assert_eq!(st.live_subscribers(), 1);
 /// # Ok(()) }
 /// ```

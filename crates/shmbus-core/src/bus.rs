@@ -157,11 +157,11 @@ pub(crate) fn unlink_if_same(path: &Path, file: &std::fs::File) -> bool {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let dir = tempfile::tempdir()?;
-/// let cfg = shmbus_core::BusConfig::default().dir(dir.path());
-/// let info = shmbus_core::create_bus("jobs", &cfg)?;
+/// # let dir = tempfile::tempdir()?;
+/// let cfg = shmbus::BusConfig::default().dir(dir.path());
+/// let info = shmbus::create_bus("jobs", &cfg)?;
 /// assert_eq!(info.capacity, 1 << 20);
-/// assert!(shmbus_core::create_bus("jobs", &cfg).is_err());
+/// assert!(shmbus::create_bus("jobs", &cfg).is_err());
 /// # Ok(()) }
 /// ```
 pub fn create_bus(name: &str, cfg: &BusConfig) -> Result<HeaderInfo> {

@@ -12,7 +12,7 @@ use crate::layout;
 /// Chosen when the bus is created and fixed for its lifetime.
 ///
 /// ```
-/// use shmbus_core::Overflow;
+/// use shmbus::Overflow;
 /// assert_eq!("overwrite".parse::<Overflow>(), Ok(Overflow::Overwrite));
 /// assert_eq!(Overflow::Block.to_string(), "block");
 /// ```
@@ -66,7 +66,7 @@ impl std::str::FromStr for Overflow {
 /// Where a new subscriber starts reading.
 ///
 /// ```
-/// use shmbus_core::StartAt;
+/// use shmbus::StartAt;
 /// assert_eq!("oldest".parse::<StartAt>(), Ok(StartAt::Oldest));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -96,7 +96,7 @@ impl std::str::FromStr for StartAt {
 /// default) spins for about 20 µs first.
 ///
 /// ```
-/// use shmbus_core::WaitStrategy;
+/// use shmbus::WaitStrategy;
 /// assert_eq!("busy-spin".parse::<WaitStrategy>(), Ok(WaitStrategy::BusySpin));
 /// assert_eq!(WaitStrategy::default(), WaitStrategy::SpinThenPark);
 /// ```
@@ -163,7 +163,7 @@ impl fmt::Display for PeerKind {
 /// [`dir`](BusConfig::dir) and the wait strategy.
 ///
 /// ```
-/// use shmbus_core::{BusConfig, Overflow};
+/// use shmbus::{BusConfig, Overflow};
 /// let cfg = BusConfig::default()
 ///     .dir("/tmp")
 ///     .capacity(1 << 20)
@@ -217,7 +217,7 @@ impl BusConfig {
     /// only `max_message` is set, the smallest power of two (at least 1 MiB) that holds it.
     ///
     /// ```
-    /// let cfg = shmbus_core::BusConfig::default().capacity(1 << 16);
+    /// let cfg = shmbus::BusConfig::default().capacity(1 << 16);
     /// assert_eq!(cfg.get_max_message(), (1 << 14) - 32); // derived: the largest it allows
     /// ```
     pub fn capacity(mut self, bytes: u64) -> Self {
@@ -231,7 +231,7 @@ impl BusConfig {
     /// the largest that capacity allows (at most 64 KiB).
     ///
     /// ```
-    /// let cfg = shmbus_core::BusConfig::default().max_message(1 << 20);
+    /// let cfg = shmbus::BusConfig::default().max_message(1 << 20);
     /// assert_eq!(cfg.get_capacity(), 8 << 20); // derived: the smallest that holds it
     /// ```
     pub fn max_message(mut self, bytes: u32) -> Self {

@@ -12,10 +12,11 @@ use std::path::PathBuf;
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let dir = tempfile::tempdir()?;
-/// let cfg = shmbus_core::BusConfig::default().dir(dir.path());
-/// let err = shmbus_core::Bus::attach("missing", &cfg, shmbus_core::PeerKind::Subscriber).unwrap_err();
-/// assert!(matches!(err, shmbus_core::Error::NotFound { .. }));
+/// use shmbus::{BusConfig, Error, StartAt, Subscriber};
+/// # let dir = tempfile::tempdir()?;
+/// let cfg = BusConfig::default().dir(dir.path());
+/// let err = Subscriber::attach("missing", &cfg, StartAt::Latest).unwrap_err();
+/// assert!(matches!(err, Error::NotFound { .. }));
 /// assert!(err.to_string().contains("missing"));
 /// # Ok(()) }
 /// ```

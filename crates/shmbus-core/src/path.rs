@@ -11,10 +11,10 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Checks a bus name against `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` before any system call.
 ///
 /// ```
-/// assert!(shmbus_core::validate_name("orders.v2").is_ok());
-/// assert!(shmbus_core::validate_name("../etc").is_err());
-/// assert!(shmbus_core::validate_name("a/b").is_err());
-/// assert!(shmbus_core::validate_name("").is_err());
+/// assert!(shmbus::validate_name("orders.v2").is_ok());
+/// assert!(shmbus::validate_name("../etc").is_err());
+/// assert!(shmbus::validate_name("a/b").is_err());
+/// assert!(shmbus::validate_name("").is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = |reason| Err(Error::InvalidName { name: name.to_owned(), reason });

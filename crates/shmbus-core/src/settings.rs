@@ -80,8 +80,8 @@ impl BusConfig {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use shmbus_core::{create_bus, BusConfig, Error};
-    /// let dir = tempfile::tempdir()?;
+    /// use shmbus::{create_bus, BusConfig, Error};
+    /// # let dir = tempfile::tempdir()?;
     /// let base = BusConfig::default().dir(dir.path());
     /// let info = create_bus("small", &base.clone().capacity(64 << 10))?;
     /// let path = dir.path().join("small.bus");

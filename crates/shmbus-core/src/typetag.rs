@@ -117,7 +117,7 @@ impl TypeKind {
 /// same-named types apart.
 ///
 /// ```
-/// use shmbus_core::MessageType;
+/// use shmbus::MessageType;
 /// #[derive(Clone, Copy)]
 /// #[repr(C)]
 /// struct Reading { t: u64, celsius: f32, _pad: u32 }
@@ -249,13 +249,14 @@ impl BusConfig {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use shmbus_core::{Bus, BusConfig, Error, MessageType, PeerKind};
-    /// let dir = tempfile::tempdir()?;
+    /// use shmbus::{BusConfig, Error, MessageType, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
     /// let cfg = BusConfig::default().dir(dir.path());
-    /// let _p = Bus::open_or_create("temps", &cfg.clone().message_type(MessageType::pod::<f64>()), PeerKind::Publisher)?;
+    /// let _p = Publisher::open_or_create("temps", &cfg.clone().message_type(MessageType::pod::<f64>()))?;
     /// let other = cfg.clone().message_type(MessageType::pod::<u32>());
-    /// assert!(matches!(Bus::attach("temps", &other, PeerKind::Subscriber), Err(Error::TypeMismatch { .. })));
-    /// let _untyped = Bus::attach("temps", &cfg, PeerKind::Subscriber)?;
+    /// let err = Subscriber::attach("temps", &other, StartAt::Latest).unwrap_err();
+    /// assert!(matches!(err, Error::TypeMismatch { .. }));
+    /// let _untyped = Subscriber::attach("temps", &cfg, StartAt::Latest)?;
     /// # Ok(()) }
     /// ```
     pub fn message_type(mut self, t: MessageType) -> Self {
