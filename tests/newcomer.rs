@@ -316,7 +316,13 @@ fn pod_types_differ_by_size_and_alignment_and_the_first_declaration_wins() {
         assert!(msg.contains("Reading (pod, 16 bytes, align 8)"), "{msg}");
     }
     // Two typed publishers of different types: the second is refused.
-    let _first = Publisher::open_or_create("r", &readings).unwrap();
+    let mut first = Publisher::open_or_create("r", &readings).unwrap();
+    assert_eq!(first.message_type(), Some(MessageType::pod::<Reading>()));
+    // A typed publisher refuses to send another Pod type.
+    let err = first.send_pod(&7u64).unwrap_err();
+    assert!(matches!(err, SendError::WrongType { .. }), "{err:?}");
+    assert!(err.to_string().contains("Reading (pod, 16 bytes, align 8)") && err.to_string().contains("u64"), "{err}");
+    first.send_pod(&Reading { micros: 0, celsius: 0.0, sensor: 0 }).unwrap();
     let second = cfg(&dir).message_type(MessageType::pod::<[u32; 4]>());
     assert!(matches!(Publisher::attach("r", &second), Err(Error::TypeMismatch { .. })));
 }
@@ -351,6 +357,8 @@ fn a_mismatched_type_is_refused_across_processes() {
     let err = Subscriber::attach("typed", &wrong, StartAt::Latest).unwrap_err();
     assert!(matches!(err, Error::TypeMismatch { .. }), "{err:?}");
     let right = cfg(&dir).message_type(MessageType::pod::<Reading>());
+    let st = shmbus::inspect("typed", &cfg(&dir)).unwrap();
+    assert_eq!(st.message_type, Some(MessageType::pod::<Reading>()), "inspect shows the recorded type");
     let mut sub = Subscriber::attach("typed", &right, StartAt::Latest).unwrap();
     assert_eq!(sub.recv_pod_timeout::<Reading>(LIMIT).unwrap(), Reading { micros: 1, celsius: 2.0, sensor: 3 });
     assert_eq!(finish(child, LIMIT), ["attached"]);

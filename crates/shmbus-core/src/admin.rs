@@ -62,6 +62,8 @@ pub struct BusStatus {
     /// How many times a subscriber has attached (it only grows): a change
     /// between two looks means a subscriber came, even if it already left.
     pub attach_epoch: u64,
+    /// The message type a typed handle recorded in the bus, if any.
+    pub message_type: Option<crate::typetag::MessageType>,
 }
 
 impl BusStatus {
@@ -133,6 +135,7 @@ fn status(region: &Region) -> BusStatus {
         data_waiters: m.u32(OFF_DATA_WAITERS).load(Ordering::Relaxed),
         space_waiters: m.u32(OFF_SPACE_WAITERS).load(Ordering::Relaxed),
         attach_epoch: m.u64(OFF_ATTACH_EPOCH).load(Ordering::Relaxed),
+        message_type: region.recorded_type().and_then(|(_, d)| d),
     }
 }
 

@@ -138,7 +138,7 @@ pub struct MessageType {
 
 impl MessageType {
     /// A plain-old-data type: its name, size and alignment.
-    pub fn pod<T: Copy + 'static>() -> MessageType {
+    pub fn pod<T: Copy>() -> MessageType {
         MessageType {
             name: short_type_name(std::any::type_name::<T>()),
             kind: TypeKind::Pod,
@@ -148,7 +148,7 @@ impl MessageType {
         }
     }
     /// A serde type (sent with bincode): its name.
-    pub fn serde<T: ?Sized + 'static>() -> MessageType {
+    pub fn serde<T: ?Sized>() -> MessageType {
         MessageType {
             name: short_type_name(std::any::type_name::<T>()),
             kind: TypeKind::Serde,

@@ -43,6 +43,14 @@ pub enum SendError {
     },
     /// A typed message could not be encoded.
     Encode(String),
+    /// `send_pod` of a type other than the Pod type this publisher declared
+    /// (kind, size or alignment differ); nothing was sent.
+    WrongType {
+        /// The declared type.
+        declared: String,
+        /// The type given to `send_pod`.
+        sent: String,
+    },
     /// The bus file is damaged or could not be used.
     Bus(Error),
 }
@@ -56,6 +64,9 @@ impl fmt::Display for SendError {
                 write!(f, "message of {len} bytes is larger than the bus's max_message of {max} bytes")
             }
             SendError::Encode(e) => write!(f, "could not encode the message: {e}"),
+            SendError::WrongType { declared, sent } => {
+                write!(f, "this publisher declared messages of type {declared}, not {sent}; nothing was sent")
+            }
             SendError::Bus(e) => e.fmt(f),
         }
     }
@@ -95,6 +106,8 @@ impl From<Error> for SendError {
 #[derive(Debug)]
 pub struct Publisher {
     raw: Producer,
+    /// The type declared at attach ([`BusConfig::message_type`]), checked by `send_pod`.
+    declared: Option<MessageType>,
 }
 
 fn claim_err(e: ClaimError, timeout: bool) -> SendError {
@@ -114,7 +127,7 @@ impl Publisher {
     /// match the bus's ([`Error::TypeMismatch`]).
     pub fn open_or_create(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Publisher)?;
-        Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()) })
+        Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()), declared: cfg.get_message_type().cloned() })
     }
 
     /// Attaches to an existing bus, never creating it: only `cfg`'s directory,
@@ -130,7 +143,7 @@ impl Publisher {
     /// ```
     pub fn attach(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Publisher)?;
-        Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()) })
+        Ok(Publisher { raw: Producer::new(bus, cfg.get_wait_strategy()), declared: cfg.get_message_type().cloned() })
     }
 
     /// Publishes `bytes`. In block mode waits for space as long as it takes
@@ -174,7 +187,22 @@ impl Publisher {
     /// publ.send_pod(&[1.5f64, 2.5])?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// A publisher that declared a message type ([`BusConfig::message_type`])
+    /// refuses a value whose type is not a Pod type of the declared size and
+    /// alignment (`Err(SendError::WrongType)`).
     pub fn send_pod<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        if let Some(d) = &self.declared {
+            let same = d.kind() == TypeKind::Pod
+                && d.size() as usize == std::mem::size_of::<T>()
+                && d.align() as usize == std::mem::align_of::<T>();
+            if !same {
+                return Err(SendError::WrongType {
+                    declared: d.to_string(),
+                    sent: MessageType::pod::<T>().to_string(),
+                });
+            }
+        }
         self.send(bytemuck::bytes_of(value))
     }
 

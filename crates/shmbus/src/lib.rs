@@ -69,9 +69,15 @@
 //! needs no second dependency). Each receive has a blocking, a
 //! `try_` (returns `Option`) and a `_timeout` form.
 //!
-//! Declaring the type with [`BusConfig::message_type`] records it in the bus;
-//! a handle declaring another type is refused at attach with
-//! [`Error::TypeMismatch`] naming both. Untyped handles are not checked.
+//! Declaring the type with [`BusConfig::message_type`] records it in the bus
+//! (the first typed handle, publisher or subscriber, does); a handle declaring
+//! another type is refused at attach with [`Error::TypeMismatch`] naming both,
+//! and a typed publisher's `send_pod` refuses a Pod value of another size or
+//! alignment. Untyped handles are not checked. [`MessageType`] identifies a
+//! type by its name without module path (one struct compiled into two
+//! programs matches), for Pod its size and alignment, and an optional schema
+//! value; serde types are known by name only, so give a schema hash or
+//! version to tell two same-named types apart.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
