@@ -404,7 +404,19 @@ impl Subscriber {
         self.raw.bus().message_type()
     }
 
-    /// Live publishers attached to the bus now.
+    /// Live publishers attached to the bus now (other than this handle).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let sub = Subscriber::open_or_create("t", &cfg, StartAt::Latest)?;
+    /// assert_eq!(sub.publishers(), 0);
+    /// let _publ = Publisher::attach("t", &cfg)?;
+    /// assert_eq!(sub.publishers(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn publishers(&self) -> usize {
         self.raw.bus().live_peers(PeerKind::Publisher)
     }
@@ -497,6 +509,21 @@ impl Subscriber {
     }
 
     /// Receives a serde value, waiting at most `timeout` (`Err(RecvError::Timeout)`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, RecvError, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("events", &cfg, StartAt::Latest)?;
+    /// let wait = Duration::from_millis(10);
+    /// assert!(matches!(sub.recv_serde_timeout::<(String, u32)>(wait), Err(RecvError::Timeout)));
+    /// let mut publ = Publisher::open_or_create("events", &cfg)?;
+    /// publ.send_serde(&("login", 42u32))?;
+    /// assert_eq!(sub.recv_serde_timeout::<(String, u32)>(wait)?, ("login".to_string(), 42));
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "serde")]
     pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
         let msg = self.recv_timeout(timeout)?;

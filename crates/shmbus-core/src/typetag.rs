@@ -158,6 +158,13 @@ impl MessageType {
         }
     }
     /// A type of the application's own encoding, by name.
+    ///
+    /// ```
+    /// use shmbus::MessageType;
+    /// let v1 = MessageType::named("quote/protobuf").schema(1);
+    /// assert_ne!(v1, MessageType::named("quote/protobuf").schema(2));
+    /// assert_eq!(v1.to_string(), "quote/protobuf (named, schema 0x1)");
+    /// ```
     pub fn named(name: impl Into<String>) -> MessageType {
         MessageType { name: name.into(), kind: TypeKind::Other, size: 0, align: 0, schema: 0 }
     }

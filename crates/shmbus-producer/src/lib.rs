@@ -282,11 +282,33 @@ impl Publisher {
     }
 
     /// The message type recorded in the bus (declared by a typed handle), if any.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, MessageType, Publisher};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let publ = Publisher::open_or_create("temps", &cfg.message_type(MessageType::pod::<f32>()))?;
+    /// assert_eq!(publ.message_type().map(|t| t.to_string()).as_deref(), Some("f32 (pod, 4 bytes, align 4)"));
+    /// # Ok(()) }
+    /// ```
     pub fn message_type(&self) -> Option<MessageType> {
         self.raw.bus().message_type()
     }
 
     /// Live subscribers attached to the bus now.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let publ = Publisher::open_or_create("t", &cfg)?;
+    /// assert_eq!(publ.subscribers(), 0);
+    /// let _sub = Subscriber::attach("t", &cfg, StartAt::Latest)?;
+    /// assert_eq!(publ.subscribers(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn subscribers(&self) -> usize {
         self.raw.bus().live_peers(PeerKind::Subscriber)
     }
