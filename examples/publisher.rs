@@ -1,6 +1,7 @@
-//! Publishes a numbered line every 100 ms on the bus `hello`.
+//! Publishes a numbered line every 100 ms on the bus `hello`, then stays
+//! until the subscribers present (or one that comes) have read them all.
 //!
-//! Run it beside `examples/subscriber.rs`, in two terminals:
+//! Run it beside `examples/subscriber.rs`, in two terminals, in either order:
 //! ```text
 //! cargo run --example subscriber
 //! cargo run --example publisher
@@ -19,6 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         publ.send(line.as_bytes())?;
         println!("sent {line}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // Dropping the last handle removes the bus with its unread messages:
+    // linger until they are read (at most 10 s).
+    match publ.linger(Duration::from_secs(10)) {
+        Ok(()) => println!("all read"),
+        Err(_) => println!("nobody read them within 10 s"),
     }
     Ok(())
 }

@@ -1,26 +1,21 @@
 //! Opening a bus for `pub` and `sub`: sizing options apply only when the
 //! command creates the bus; given for an existing bus, each must match it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use shmbus::{BusConfig, Error, HeaderInfo, Publisher, StartAt, Subscriber};
 
-use crate::units::bytes_both;
 use crate::SizingArgs;
 
-/// The config to create the bus with: the explicit options over the defaults.
+/// The config to create the bus with: the explicit options over the defaults
+/// (the library derives an unset size from a set one, and remembers which were set).
 pub fn creation_config(base: &BusConfig, s: &SizingArgs) -> Result<BusConfig, Error> {
-    let mut cfg = base.clone().persistent(s.persistent);
+    let mut cfg = base.clone();
+    if s.persistent {
+        cfg = cfg.persistent(true);
+    }
     if let Some(c) = s.capacity {
         cfg = cfg.capacity(c);
-        if s.max_message.is_none() {
-            // A small ring gets the largest message it can hold rather than an error.
-            let fits = shmbus::core::layout::max_message_for(c);
-            if u64::from(cfg.get_max_message()) > fits && fits > 0 {
-                cfg = cfg.max_message(u32::try_from(fits).unwrap_or(u32::MAX));
-            }
-        }
     }
     if let Some(m) = s.max_message {
         let m = u32::try_from(m)
@@ -36,38 +31,10 @@ pub fn creation_config(base: &BusConfig, s: &SizingArgs) -> Result<BusConfig, Er
     Ok(cfg)
 }
 
-/// Checks every explicitly given option against the existing bus.
+/// Checks every explicitly given option against the existing bus: the
+/// library's own rule ([`BusConfig::check_existing`]), so both agree.
 pub fn check_explicit(name: &str, path: &Path, info: &HeaderInfo, s: &SizingArgs) -> Result<(), Error> {
-    let diff = |field, existing: String, requested: String| {
-        Err(Error::Incompatible { bus: name.to_owned(), path: path.to_owned(), field, existing, requested })
-    };
-    if let Some(c) = s.capacity {
-        if c != info.capacity {
-            return diff("capacity", bytes_both(info.capacity), bytes_both(c));
-        }
-    }
-    if let Some(m) = s.max_message {
-        if m != u64::from(info.max_message) {
-            return diff("max_message", bytes_both(u64::from(info.max_message)), bytes_both(m));
-        }
-    }
-    if let Some(o) = s.overflow {
-        if o != info.overflow {
-            return diff("overflow", info.overflow.to_string(), o.to_string());
-        }
-    }
-    if s.persistent && !info.persistent {
-        return diff("persistent", "false".into(), "true".into());
-    }
-    if let Some(mode) = s.mode {
-        if let Ok(meta) = std::fs::metadata(path) {
-            let existing = meta.permissions().mode() & 0o777;
-            if existing != mode {
-                return diff("mode", format!("{existing:04o}"), format!("{mode:04o}"));
-            }
-        }
-    }
-    Ok(())
+    creation_config(&BusConfig::default(), s)?.check_existing(name, path, info)
 }
 
 /// A handle that can be attached or created.

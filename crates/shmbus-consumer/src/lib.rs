@@ -13,15 +13,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shmbus_core::{Bus, Consumer, PeerKind, Poll};
-pub use shmbus_core::{BusConfig, Error, HeaderInfo, Overflow, StartAt, WaitStrategy};
+pub use shmbus_core::{BusConfig, Error, HeaderInfo, MessageType, Overflow, StartAt, TypeKind, WaitStrategy};
 
 /// Why no message was received.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_consumer::{BusConfig, RecvError, StartAt, Subscriber};
+/// use shmbus::{BusConfig, RecvError, StartAt, Subscriber};
 /// use std::time::Duration;
-/// let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path());
 /// let mut sub = Subscriber::open_or_create("quiet", &cfg, StartAt::Latest)?;
 /// let err = sub.recv_timeout(Duration::from_millis(1)).unwrap_err();
@@ -87,11 +87,11 @@ impl From<Error> for RecvError {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+/// # use shmbus::{BusConfig, StartAt, Subscriber};
 /// # let dir = tempfile::tempdir()?;
 /// # let cfg = BusConfig::default().dir(dir.path());
 /// # let mut sub = Subscriber::open_or_create("m", &cfg, StartAt::Latest)?;
-/// # let mut publ = shmbus_producer::Publisher::open_or_create("m", &cfg)?;
+/// # let mut publ = shmbus::Publisher::open_or_create("m", &cfg)?;
 /// # publ.send(&7u64.to_ne_bytes())?;
 /// let msg = sub.recv()?;
 /// let bytes: &[u8] = &msg;
@@ -208,8 +208,8 @@ impl fmt::Debug for MessageRef<'_> {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_consumer::{BusConfig, StartAt, Subscriber};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, StartAt, Subscriber};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path());
 /// let mut sub = Subscriber::open_or_create("orders", &cfg, StartAt::Latest)?;
 /// assert!(sub.try_recv()?.is_none());
@@ -230,12 +230,17 @@ fn consumer(bus: Bus, cfg: &BusConfig, start: StartAt) -> Consumer {
 
 impl Subscriber {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
+    /// An existing bus is accepted whatever its settings, unless a setting
+    /// `cfg` set explicitly differs ([`Error::Incompatible`], naming both
+    /// values); a message type declared with [`BusConfig::message_type`] must
+    /// match the bus's ([`Error::TypeMismatch`]).
     pub fn open_or_create(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Subscriber)?;
         Ok(Subscriber { raw: consumer(bus, cfg, start), buf: Vec::new(), interruptible: false })
     }
 
-    /// Attaches to an existing bus (only `cfg`'s directory, shared group and wait strategy are read).
+    /// Attaches to an existing bus, never creating it: only `cfg`'s directory,
+    /// shared group, wait strategy and declared message type are read.
     pub fn attach(name: &str, cfg: &BusConfig, start: StartAt) -> Result<Subscriber, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Subscriber)?;
         Ok(Subscriber { raw: consumer(bus, cfg, start), buf: Vec::new(), interruptible: false })
@@ -263,7 +268,8 @@ impl Subscriber {
 
     /// Receives the next message, waiting at most `timeout` (`Err(RecvError::Timeout)`).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message, RecvError> {
-        match self.poll(Some(Instant::now() + timeout))? {
+        // A timeout too large for the clock waits as long as it takes.
+        match self.poll(Instant::now().checked_add(timeout))? {
             Some(seq) => Ok(self.take(seq)),
             None => Err(RecvError::Timeout),
         }
@@ -295,11 +301,11 @@ impl Subscriber {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+    /// # use shmbus::{BusConfig, StartAt, Subscriber};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut sub = Subscriber::open_or_create("video", &cfg, StartAt::Latest)?;
-    /// # let mut publ = shmbus_producer::Publisher::open_or_create("video", &cfg)?;
+    /// # let mut publ = shmbus::Publisher::open_or_create("video", &cfg)?;
     /// # publ.send(&[9u8; 4096])?;
     /// let frame = sub.recv_ref(None)?;
     /// assert_eq!(frame.len(), 4096);
@@ -329,12 +335,148 @@ impl Subscriber {
         }
     }
 
-    /// Receives a plain-old-data value; a message of another length is
-    /// `Err(RecvError::WrongSize)` (and is consumed).
+    /// Receives a plain-old-data value, waiting as long as it takes; a
+    /// message of another length is `Err(RecvError::WrongSize)` (and is consumed).
     pub fn recv_pod<T: bytemuck::Pod>(&mut self) -> Result<T, RecvError> {
         let msg = self.recv()?;
-        bytemuck::try_pod_read_unaligned(&msg)
-            .map_err(|_| RecvError::WrongSize { expected: std::mem::size_of::<T>(), found: msg.len() })
+        pod_from(&msg)
+    }
+
+    /// Receives a plain-old-data value if one is there: `Ok(None)` otherwise.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("temps", &cfg, StartAt::Latest)?;
+    /// let mut publ = Publisher::open_or_create("temps", &cfg)?;
+    /// assert_eq!(sub.try_recv_pod::<f64>()?, None);
+    /// publ.send_pod(&21.5f64)?;
+    /// assert_eq!(sub.try_recv_pod::<f64>()?, Some(21.5));
+    /// # Ok(()) }
+    /// ```
+    pub fn try_recv_pod<T: bytemuck::Pod>(&mut self) -> Result<Option<T>, RecvError> {
+        match self.try_recv()? {
+            Some(msg) => pod_from(&msg).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Receives a plain-old-data value, waiting at most `timeout` (`Err(RecvError::Timeout)`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, RecvError, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("temps", &cfg, StartAt::Latest)?;
+    /// match sub.recv_pod_timeout::<f64>(Duration::from_millis(10)) {
+    ///     Ok(celsius) => println!("{celsius} °C"),
+    ///     Err(RecvError::Timeout) => println!("no reading for 10 ms"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_pod_timeout<T: bytemuck::Pod>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let msg = self.recv_timeout(timeout)?;
+        pod_from(&msg)
+    }
+
+    /// Waits until at least `n` publishers are attached, at most `timeout`
+    /// (`Err(RecvError::Timeout)`). Returns how many are attached.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, RecvError, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let sub = Subscriber::open_or_create("quiet", &cfg, StartAt::Latest)?;
+    /// assert!(matches!(sub.wait_for_publishers(1, Duration::from_millis(5)), Err(RecvError::Timeout)));
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_publishers(&self, n: usize, timeout: Duration) -> Result<usize, RecvError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.raw.bus().wait_for_peers(PeerKind::Publisher, n, deadline).ok_or(RecvError::Timeout)
+    }
+
+    /// The message type recorded in the bus (declared by a typed handle), if any.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, MessageType, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let _p = Publisher::open_or_create("temps", &cfg.clone().message_type(MessageType::pod::<f32>()))?;
+    /// let any = Subscriber::attach("temps", &cfg, StartAt::Latest)?; // untyped
+    /// assert_eq!(any.message_type(), Some(MessageType::pod::<f32>()));
+    /// # Ok(()) }
+    /// ```
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.raw.bus().message_type()
+    }
+
+    /// Live publishers attached to the bus now (other than this handle).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let sub = Subscriber::open_or_create("t", &cfg, StartAt::Latest)?;
+    /// assert_eq!(sub.publishers(), 0);
+    /// let _publ = Publisher::attach("t", &cfg)?;
+    /// assert_eq!(sub.publishers(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn publishers(&self) -> usize {
+        self.raw.bus().live_peers(PeerKind::Publisher)
+    }
+
+    /// Every message, waiting for each as long as it takes (the iterator
+    /// never ends by itself; overwrite-mode losses are `Err(RecvError::Lagged)` items).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("log", &cfg, StartAt::Latest)?;
+    /// # let mut publ = Publisher::open_or_create("log", &cfg)?;
+    /// # for line in ["a", "b", "quit"] { publ.send(line.as_bytes())?; }
+    /// for msg in sub.iter() {
+    ///     let msg = msg?;
+    ///     if &msg[..] == b"quit" {
+    ///         break;
+    ///     }
+    ///     println!("{}", String::from_utf8_lossy(&msg));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter { sub: self }
+    }
+
+    /// The messages already there: ends when none is left.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("batch", &cfg, StartAt::Latest)?;
+    /// let mut publ = Publisher::open_or_create("batch", &cfg)?;
+    /// for i in 0..3u8 {
+    ///     publ.send(&[i])?;
+    /// }
+    /// let got: Vec<u8> = sub.try_iter().map(|m| m.map(|m| m[0])).collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [0, 1, 2]);
+    /// # Ok(()) }
+    /// ```
+    pub fn try_iter(&mut self) -> TryIter<'_> {
+        TryIter { sub: self }
     }
 
     /// Receives a value encoded with bincode 2 (standard configuration) through
@@ -342,11 +484,11 @@ impl Subscriber {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_consumer::{BusConfig, StartAt, Subscriber};
+    /// # use shmbus::{BusConfig, StartAt, Subscriber};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut sub = Subscriber::open_or_create("events", &cfg, StartAt::Latest)?;
-    /// # let mut publ = shmbus_producer::Publisher::open_or_create("events", &cfg)?;
+    /// # let mut publ = shmbus::Publisher::open_or_create("events", &cfg)?;
     /// # publ.send_serde(&("login".to_string(), 42u32))?;
     /// let (what, who): (String, u32) = sub.recv_serde()?;
     /// assert_eq!((what.as_str(), who), ("login", 42));
@@ -355,12 +497,51 @@ impl Subscriber {
     #[cfg(feature = "serde")]
     pub fn recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, RecvError> {
         let msg = self.recv()?;
-        let (value, used) = bincode::serde::decode_from_slice(&msg, bincode::config::standard())
-            .map_err(|e| RecvError::Decode(e.to_string()))?;
-        if used != msg.len() {
-            return Err(RecvError::Decode(format!("{} trailing bytes after the value", msg.len() - used)));
+        serde_from(&msg)
+    }
+
+    /// Receives a serde value if one is there: `Ok(None)` otherwise.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("events", &cfg, StartAt::Latest)?;
+    /// let mut publ = Publisher::open_or_create("events", &cfg)?;
+    /// assert_eq!(sub.try_recv_serde::<String>()?, None);
+    /// publ.send_serde("login")?;
+    /// assert_eq!(sub.try_recv_serde::<String>()?.as_deref(), Some("login"));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn try_recv_serde<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
+        match self.try_recv()? {
+            Some(msg) => serde_from(&msg).map(Some),
+            None => Ok(None),
         }
-        Ok(value)
+    }
+
+    /// Receives a serde value, waiting at most `timeout` (`Err(RecvError::Timeout)`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, RecvError, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("events", &cfg, StartAt::Latest)?;
+    /// let wait = Duration::from_millis(10);
+    /// assert!(matches!(sub.recv_serde_timeout::<(String, u32)>(wait), Err(RecvError::Timeout)));
+    /// let mut publ = Publisher::open_or_create("events", &cfg)?;
+    /// publ.send_serde(&("login", 42u32))?;
+    /// assert_eq!(sub.recv_serde_timeout::<(String, u32)>(wait)?, ("login".to_string(), 42));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn recv_serde_timeout<T: serde::de::DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let msg = self.recv_timeout(timeout)?;
+        serde_from(&msg)
     }
 
     /// Total messages this subscriber was told it lost (overwrite mode, or
@@ -403,6 +584,47 @@ impl Subscriber {
     /// Chooses how this subscriber waits for messages.
     pub fn set_wait_strategy(&mut self, wait: WaitStrategy) {
         self.raw.set_wait_strategy(wait);
+    }
+}
+
+fn pod_from<T: bytemuck::Pod>(msg: &[u8]) -> Result<T, RecvError> {
+    bytemuck::try_pod_read_unaligned(msg)
+        .map_err(|_| RecvError::WrongSize { expected: std::mem::size_of::<T>(), found: msg.len() })
+}
+
+#[cfg(feature = "serde")]
+fn serde_from<T: serde::de::DeserializeOwned>(msg: &[u8]) -> Result<T, RecvError> {
+    let (value, used) = bincode::serde::decode_from_slice(msg, bincode::config::standard())
+        .map_err(|e| RecvError::Decode(e.to_string()))?;
+    if used != msg.len() {
+        return Err(RecvError::Decode(format!("{} trailing bytes after the value", msg.len() - used)));
+    }
+    Ok(value)
+}
+
+/// Blocking iterator over a subscriber's messages ([`Subscriber::iter`]).
+#[derive(Debug)]
+pub struct Iter<'a> {
+    sub: &'a mut Subscriber,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<Message, RecvError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.sub.recv())
+    }
+}
+
+/// Non-blocking iterator over the messages already there ([`Subscriber::try_iter`]).
+#[derive(Debug)]
+pub struct TryIter<'a> {
+    sub: &'a mut Subscriber,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Result<Message, RecvError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.sub.try_recv().transpose()
     }
 }
 

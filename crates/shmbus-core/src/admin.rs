@@ -72,6 +72,8 @@ pub struct BusStatus {
     /// How many times a subscriber has attached (it only grows): a change
     /// between two looks means a subscriber came, even if it already left.
     pub attach_epoch: u64,
+    /// The message type a typed handle recorded in the bus, if any.
+    pub message_type: Option<crate::typetag::MessageType>,
 }
 
 impl BusStatus {
@@ -153,6 +155,7 @@ fn status(region: &Region) -> BusStatus {
         space_waiters: m.u64(OFF_SPACE_MASK).load(Ordering::Relaxed).count_ones()
             + m.u32(OFF_SPACE_WAITERS).load(Ordering::Relaxed),
         attach_epoch: m.u64(OFF_ATTACH_EPOCH).load(Ordering::Relaxed),
+        message_type: region.recorded_type().and_then(|(_, d)| d),
     }
 }
 
@@ -174,11 +177,11 @@ fn parked(region: &Region, slot: u32) -> bool {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_core::{Bus, BusConfig, PeerKind};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, StartAt, Subscriber};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path());
-/// let _sub = Bus::open_or_create("ticks", &cfg, PeerKind::Subscriber)?;
-/// let st = shmbus_core::inspect("ticks", &cfg)?;
+/// let _sub = Subscriber::open_or_create("ticks", &cfg, StartAt::Latest)?;
+/// let st = shmbus::inspect("ticks", &cfg)?;
 /// assert_eq!(st.live_subscribers(), 1);
 /// # Ok(()) }
 /// ```

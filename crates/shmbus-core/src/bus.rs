@@ -33,25 +33,27 @@ pub struct Bus {
 
 impl Bus {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
-    /// An existing bus whose capacity, max message, policy or persistence
-    /// differs from `cfg` is an [`Error::Incompatible`] naming both values.
+    /// An existing bus is accepted whatever its settings, unless a setting
+    /// `cfg` set explicitly differs ([`BusConfig::check_existing`]): then
+    /// [`Error::Incompatible`] names both values.
     pub fn open_or_create(name: &str, cfg: &BusConfig, kind: PeerKind) -> Result<Bus> {
         validate_name(name)?;
         cfg.validate()?;
         let dir = resolve_dir(cfg);
         let trust = Trust::of(cfg);
-        prepare_dir(&dir, true, trust)?;
+        prepare_dir(name, &dir, true, trust)?;
         for _ in 0..16 {
             match Region::open(name, &dir, trust) {
                 Ok(region) => {
-                    check_matches(&region, cfg)?;
-                    return Bus::join(region, kind, false);
+                    cfg.check_existing(&region.bus, &region.path, &region.info)?;
+                    region.check_type(cfg.message_type.as_ref())?;
+                    return Bus::join(region, kind, false)?.declared(cfg);
                 }
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
             match Region::create(name, &dir, cfg)? {
-                Created::New(region) => return Bus::join(region, kind, true),
+                Created::New(region) => return Bus::join(region, kind, true)?.declared(cfg),
                 Created::Exists => continue,
             }
         }
@@ -68,14 +70,15 @@ impl Bus {
         BusConfig::default().validate()?; // the platform checks (lock-free 128-bit CAS)
         let dir = resolve_dir(cfg);
         let trust = Trust::of(cfg);
-        prepare_dir(&dir, false, trust).map_err(|e| match e {
+        prepare_dir(name, &dir, false, trust).map_err(|e| match e {
             Error::UnsafeDir { ref reason, .. } if reason == "it does not exist" => {
                 Error::NotFound { bus: name.into(), path: bus_path(&dir, name) }
             }
             other => other,
         })?;
         let region = Region::open(name, &dir, trust)?;
-        Bus::join(region, kind, false)
+        region.check_type(cfg.message_type.as_ref())?;
+        Bus::join(region, kind, false)?.declared(cfg)
     }
 
     /// Wraps a heap region (in-process tests): no file, no locks.
@@ -119,26 +122,6 @@ impl Bus {
     }
 }
 
-fn check_matches(region: &Region, cfg: &BusConfig) -> Result<()> {
-    let info = &region.info;
-    let diff = |field, existing: String, requested: String| {
-        Err(Error::Incompatible { bus: region.bus.clone(), path: region.path.clone(), field, existing, requested })
-    };
-    if info.capacity != cfg.capacity {
-        return diff("capacity", info.capacity.to_string(), cfg.capacity.to_string());
-    }
-    if info.max_message != cfg.max_message {
-        return diff("max_message", info.max_message.to_string(), cfg.max_message.to_string());
-    }
-    if info.overflow != cfg.overflow {
-        return diff("overflow", info.overflow.to_string(), cfg.overflow.to_string());
-    }
-    if info.persistent != cfg.persistent {
-        return diff("persistent", info.persistent.to_string(), cfg.persistent.to_string());
-    }
-    Ok(())
-}
-
 impl Drop for Bus {
     fn drop(&mut self) {
         let region = &self.region;
@@ -176,20 +159,23 @@ pub(crate) fn unlink_if_same(path: &Path, file: &std::fs::File) -> bool {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let dir = tempfile::tempdir()?;
-/// let cfg = shmbus_core::BusConfig::default().dir(dir.path());
-/// let info = shmbus_core::create_bus("jobs", &cfg)?;
+/// # let dir = tempfile::tempdir()?;
+/// let cfg = shmbus::BusConfig::default().dir(dir.path());
+/// let info = shmbus::create_bus("jobs", &cfg)?;
 /// assert_eq!(info.capacity, 1 << 20);
-/// assert!(shmbus_core::create_bus("jobs", &cfg).is_err());
+/// assert!(shmbus::create_bus("jobs", &cfg).is_err());
 /// # Ok(()) }
 /// ```
 pub fn create_bus(name: &str, cfg: &BusConfig) -> Result<HeaderInfo> {
     validate_name(name)?;
     cfg.validate()?;
     let dir = resolve_dir(cfg);
-    prepare_dir(&dir, true, Trust::of(cfg))?;
+    prepare_dir(name, &dir, true, Trust::of(cfg))?;
     match Region::create(name, &dir, cfg)? {
-        Created::New(region) => Ok(region.info.clone()),
+        Created::New(region) => {
+            region.declare_type(cfg.message_type.as_ref())?;
+            Ok(region.info.clone())
+        }
         Created::Exists => Err(Error::AlreadyExists { bus: name.into(), path: bus_path(&dir, name) }),
     }
 }

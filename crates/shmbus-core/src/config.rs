@@ -12,7 +12,7 @@ use crate::layout;
 /// Chosen when the bus is created and fixed for its lifetime.
 ///
 /// ```
-/// use shmbus_core::Overflow;
+/// use shmbus::Overflow;
 /// assert_eq!("overwrite".parse::<Overflow>(), Ok(Overflow::Overwrite));
 /// assert_eq!(Overflow::Block.to_string(), "block");
 /// ```
@@ -66,7 +66,7 @@ impl std::str::FromStr for Overflow {
 /// Where a new subscriber starts reading.
 ///
 /// ```
-/// use shmbus_core::StartAt;
+/// use shmbus::StartAt;
 /// assert_eq!("oldest".parse::<StartAt>(), Ok(StartAt::Oldest));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -96,7 +96,7 @@ impl std::str::FromStr for StartAt {
 /// default) spins for about 20 µs first.
 ///
 /// ```
-/// use shmbus_core::WaitStrategy;
+/// use shmbus::WaitStrategy;
 /// assert_eq!("busy-spin".parse::<WaitStrategy>(), Ok(WaitStrategy::BusySpin));
 /// assert_eq!(WaitStrategy::default(), WaitStrategy::SpinThenPark);
 /// ```
@@ -153,12 +153,17 @@ impl fmt::Display for PeerKind {
 
 /// Settings of a bus, and where to find it.
 ///
-/// Sizes and the policy apply when the bus is created; opening an existing
-/// bus with `open_or_create` checks that they match, and `attach` reads only
-/// [`dir`](BusConfig::dir) and [`share_with_group`](BusConfig::share_with_group).
+/// Sizes and the policy apply when the bus is created. The config remembers
+/// which settings were set explicitly: an unset size derives from a set one
+/// (`capacity` alone gets the largest `max_message` it allows, at most 64 KiB;
+/// `max_message` alone gets a capacity that holds it), and `open_or_create`
+/// accepts an existing bus whatever its settings unless one that was set
+/// explicitly contradicts it ([`Error::Incompatible`](crate::Error::Incompatible),
+/// see [`check_existing`](BusConfig::check_existing)). `attach` reads only
+/// [`dir`](BusConfig::dir), [`share_with_group`](BusConfig::share_with_group) and the wait strategy.
 ///
 /// ```
-/// use shmbus_core::{BusConfig, Overflow};
+/// use shmbus::{BusConfig, Overflow};
 /// let cfg = BusConfig::default()
 ///     .dir("/tmp")
 ///     .capacity(1 << 20)
@@ -170,6 +175,8 @@ impl fmt::Display for PeerKind {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BusConfig {
+    pub(crate) explicit: crate::settings::Explicit,
+    pub(crate) message_type: Option<crate::typetag::MessageType>,
     pub(crate) dir: Option<PathBuf>,
     pub(crate) capacity: u64,
     pub(crate) max_message: u32,
@@ -187,6 +194,8 @@ pub struct BusConfig {
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
+            explicit: crate::settings::Explicit::default(),
+            message_type: None,
             dir: None,
             capacity: 1 << 20,
             max_message: 64 << 10,
@@ -210,29 +219,49 @@ impl BusConfig {
         self.dir = Some(dir.as_ref().to_path_buf());
         self
     }
-    /// Bytes of ring (a power of two, 4 KiB to 1 TiB). Default 1 MiB.
+    /// Bytes of ring (a power of two, 4 KiB to 1 TiB). Default 1 MiB, or, when
+    /// only `max_message` is set, the smallest power of two (at least 1 MiB) that holds it.
+    ///
+    /// ```
+    /// let cfg = shmbus::BusConfig::default().capacity(1 << 16);
+    /// assert_eq!(cfg.get_max_message(), (1 << 14) - 32); // derived: the largest it allows
+    /// ```
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.capacity = bytes;
+        self.explicit.set(crate::settings::Explicit::CAPACITY);
+        self.derive_sizes();
         self
     }
-    /// Largest payload accepted, in bytes (at most a quarter of the capacity). Default 64 KiB.
+    /// Largest payload accepted, in bytes (at most a quarter of the capacity, less
+    /// a 32-byte frame header). Default 64 KiB, or, when only `capacity` is set,
+    /// the largest that capacity allows (at most 64 KiB).
+    ///
+    /// ```
+    /// let cfg = shmbus::BusConfig::default().max_message(1 << 20);
+    /// assert_eq!(cfg.get_capacity(), 8 << 20); // derived: the smallest that holds it
+    /// ```
     pub fn max_message(mut self, bytes: u32) -> Self {
         self.max_message = bytes;
+        self.explicit.set(crate::settings::Explicit::MAX_MESSAGE);
+        self.derive_sizes();
         self
     }
     /// The overflow policy. Default [`Overflow::Block`].
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
+        self.explicit.set(crate::settings::Explicit::OVERFLOW);
         self
     }
     /// Keep the file after the last peer detaches. Default false.
     pub fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
+        self.explicit.set(crate::settings::Explicit::PERSISTENT);
         self
     }
     /// The file's mode, exactly (the umask does not change it). Default 0o600.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self.explicit.set(crate::settings::Explicit::MODE);
         self
     }
     /// Trust the group `gid`: bus files owned by another user are opened
@@ -255,6 +284,7 @@ impl BusConfig {
     /// Number of peer slots (publishers plus subscribers at once), 1 to 1024. Default 64.
     pub fn max_peers(mut self, n: u32) -> Self {
         self.max_peers = n;
+        self.explicit.set(crate::settings::Explicit::MAX_PEERS);
         self
     }
     /// How handles opened with this config wait. Default [`WaitStrategy::SpinThenPark`].

@@ -12,10 +12,11 @@ use std::path::PathBuf;
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let dir = tempfile::tempdir()?;
-/// let cfg = shmbus_core::BusConfig::default().dir(dir.path());
-/// let err = shmbus_core::Bus::attach("missing", &cfg, shmbus_core::PeerKind::Subscriber).unwrap_err();
-/// assert!(matches!(err, shmbus_core::Error::NotFound { .. }));
+/// use shmbus::{BusConfig, Error, StartAt, Subscriber};
+/// # let dir = tempfile::tempdir()?;
+/// let cfg = BusConfig::default().dir(dir.path());
+/// let err = Subscriber::attach("missing", &cfg, StartAt::Latest).unwrap_err();
+/// assert!(matches!(err, Error::NotFound { .. }));
 /// assert!(err.to_string().contains("missing"));
 /// # Ok(()) }
 /// ```
@@ -185,6 +186,29 @@ pub enum Error {
         /// Why it is not trusted, and what to do.
         reason: String,
     },
+    /// The bus directory does not exist and cannot be created because its
+    /// parent directory does not exist either (only the last component is created).
+    NoParentDir {
+        /// The bus name.
+        bus: String,
+        /// The bus file that was to be created.
+        path: PathBuf,
+        /// The missing parent directory.
+        parent: PathBuf,
+    },
+    /// A subscriber declared a message type other than the one the bus's
+    /// publishers declared (or a publisher declared one while another type is
+    /// in use); the handle was not attached.
+    TypeMismatch {
+        /// The bus name.
+        bus: String,
+        /// The file.
+        path: PathBuf,
+        /// The type recorded in the bus (name, size, alignment, schema hash).
+        existing: String,
+        /// The type this handle declared.
+        requested: String,
+    },
 }
 
 impl Error {
@@ -194,7 +218,8 @@ impl Error {
             Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
                 Error::PermissionDenied { bus: bus.to_owned(), path, op }
             }
-            Some(libc::ENOENT) => Error::NotFound { bus: bus.to_owned(), path },
+            // Without a bus (listing a directory), a missing path is not a missing bus.
+            Some(libc::ENOENT) if !bus.is_empty() => Error::NotFound { bus: bus.to_owned(), path },
             Some(libc::ELOOP) => Error::NotABusFile { bus: bus.to_owned(), path, found: "a symbolic link" },
             Some(libc::ENOSPC) | Some(libc::EFBIG) | Some(libc::EDQUOT) => {
                 Error::NoSpace { bus: bus.to_owned(), path, needed: 0 }
@@ -226,7 +251,12 @@ impl fmt::Display for Error {
             }
             Error::NotFound { bus, path } => write!(
                 f,
-                "bus '{bus}' does not exist (no file {}); create it with open_or_create or `shmbus create {bus}`",
+                "bus '{bus}' does not exist (no file {}); Publisher::open_or_create or Subscriber::open_or_create creates it (attach never does)",
+                path.display()
+            ),
+            Error::PermissionDenied { bus, path, op } if bus.is_empty() => write!(
+                f,
+                "permission denied to {op} {} (check its owner and mode, or its directory's)",
                 path.display()
             ),
             Error::PermissionDenied { bus, path, op } => write!(
@@ -265,12 +295,12 @@ impl fmt::Display for Error {
             ),
             Error::Corrupt { bus, path, what } => write!(
                 f,
-                "bus '{bus}' at {} is corrupt: {what} (remove it with `shmbus rm --force {bus}`)",
+                "bus '{bus}' at {} is corrupt: {what} (remove it with shmbus::remove(\"{bus}\", &cfg, true))",
                 path.display()
             ),
             Error::Incompatible { bus, path, field, existing, requested } => write!(
                 f,
-                "bus '{bus}' at {} exists with {field} {existing}, but {requested} was requested",
+                "bus '{bus}' at {} exists with {field} {existing}, but {requested} was requested; leave {field} unset to accept the bus as it is, or use attach (Publisher::attach, Subscriber::attach), which reads no settings",
                 path.display()
             ),
             Error::PeersFull { bus, path, slots } => write!(
@@ -288,12 +318,23 @@ impl fmt::Display for Error {
             }
             Error::AlreadyExists { bus, path } => write!(
                 f,
-                "bus '{bus}' already exists at {} (attach to it, or remove it with `shmbus rm {bus}`)",
+                "bus '{bus}' already exists at {} (attach to it with Publisher::attach or Subscriber::attach, or remove it with shmbus::remove)",
                 path.display()
             ),
             Error::InUse { bus, path } => write!(
                 f,
-                "bus '{bus}' at {} has live peers attached; not removed (use --force to remove anyway)",
+                "bus '{bus}' at {} has live peers attached; not removed (shmbus::remove with force = true removes it anyway)",
+                path.display()
+            ),
+            Error::NoParentDir { bus, path, parent } => write!(
+                f,
+                "bus '{bus}' at {}: cannot create its directory because {} does not exist (only the last directory is created); create it first or choose another with BusConfig::dir",
+                path.display(),
+                parent.display()
+            ),
+            Error::TypeMismatch { bus, path, existing, requested } => write!(
+                f,
+                "bus '{bus}' at {} carries messages of type {existing}, but this handle declared {requested}; open it with the same type, or untyped",
                 path.display()
             ),
             Error::Untrusted { bus, path, what, owner, owner_name, reason } => {

@@ -30,6 +30,7 @@
 //!   384  attach_epoch     u64   bumped when a subscriber attaches (publishers drop cached limits)
 //!   392  peer_high_water  u32   1 + highest slot index ever used
 //!   1024 hints            [u64; HINTS]  first frame start at or after each segment boundary
+//!   2048 type tag         typetag::TypeTagArea (declared in typetag.rs): the declared message type
 //! peer table at peer_offset: peer_slots slots of PEER_SLOT_SIZE bytes
 //! data region at data_offset: capacity bytes of frames
 //! ```
@@ -189,7 +190,7 @@ pub fn fingerprint(page_size: usize) -> u64 {
         if cfg!(target_endian = "little") { "le" } else { "be" },
     );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in desc.bytes() {
+    for b in desc.bytes().chain(crate::typetag::LAYOUT_DESC.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

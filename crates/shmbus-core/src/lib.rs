@@ -40,10 +40,13 @@ mod error;
 pub mod layout;
 mod path;
 mod peers;
+mod presence;
 mod producer;
 mod region;
 pub mod ring;
+mod settings;
 mod trust;
+pub mod typetag;
 mod wait;
 
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]
@@ -55,6 +58,8 @@ pub use config::{BusConfig, Overflow, PeerKind, StartAt, WaitStrategy, DEFAULT_U
 pub use consumer::{Borrowed, Consumer, Poll};
 pub use error::{Error, Result};
 pub use path::{bus_path, default_dir, resolve_dir, validate_name, MAX_NAME_LEN};
+pub use presence::Linger;
 pub use producer::{Blocker, Claim, ClaimError, Producer, BLOCKED_REPORT_AFTER};
 pub use region::{HeaderInfo, Region};
 pub use trust::group_id;
+pub use typetag::{MessageType, TypeKind};

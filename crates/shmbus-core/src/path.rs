@@ -12,10 +12,10 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Checks a bus name against `[A-Za-z0-9][A-Za-z0-9._-]{0,63}` before any system call.
 ///
 /// ```
-/// assert!(shmbus_core::validate_name("orders.v2").is_ok());
-/// assert!(shmbus_core::validate_name("../etc").is_err());
-/// assert!(shmbus_core::validate_name("a/b").is_err());
-/// assert!(shmbus_core::validate_name("").is_err());
+/// assert!(shmbus::validate_name("orders.v2").is_ok());
+/// assert!(shmbus::validate_name("../etc").is_err());
+/// assert!(shmbus::validate_name("a/b").is_err());
+/// assert!(shmbus::validate_name("").is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = |reason| Err(Error::InvalidName { name: name.to_owned(), reason });
@@ -73,21 +73,30 @@ pub fn default_dir() -> PathBuf {
 /// Makes sure the directory exists (creating the default one 0700) and is
 /// trusted (see [`crate::trust`]): a directory that is not yours (root-owned
 /// group directories shared with by the configuration aside), a world-writable
-/// one, or a symbolic link another user owns is refused.
-pub(crate) fn prepare_dir(dir: &Path, create: bool, trust: Trust) -> Result<()> {
+/// one, or a symbolic link another user owns is refused. `name` is the bus
+/// the directory is wanted for.
+pub(crate) fn prepare_dir(name: &str, dir: &Path, create: bool, trust: Trust) -> Result<()> {
     match os::lstat(dir) {
         Ok(_) => {}
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {
             if let Err(e) = os::mkdir_exact(dir, 0o700) {
-                if e.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(Error::io("", dir, "create the bus directory", e));
+                match e.raw_os_error() {
+                    Some(libc::EEXIST) => {}
+                    Some(libc::ENOENT) => {
+                        return Err(Error::NoParentDir {
+                            bus: name.to_owned(),
+                            path: bus_path(dir, name),
+                            parent: dir.parent().unwrap_or(dir).to_owned(),
+                        })
+                    }
+                    _ => return Err(Error::io(name, dir, "create the bus directory", e)),
                 }
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
             return Err(Error::UnsafeDir { path: dir.to_owned(), reason: "it does not exist".into() })
         }
-        Err(e) => return Err(Error::io("", dir, "inspect the bus directory", e)),
+        Err(e) => return Err(Error::io(name, dir, "inspect the bus directory", e)),
     }
     check_dir(dir, trust)
 }
@@ -130,9 +139,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("shmbus-x");
         let t = Trust { uid: os::geteuid(), group: None };
-        assert!(prepare_dir(&dir, false, t).is_err());
-        prepare_dir(&dir, true, t).unwrap();
+        assert!(prepare_dir("t", &dir, false, t).is_err());
+        prepare_dir("t", &dir, true, t).unwrap();
         assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777, 0o700);
-        prepare_dir(&dir, true, t).unwrap();
+        prepare_dir("t", &dir, true, t).unwrap();
     }
 }

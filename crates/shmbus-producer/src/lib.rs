@@ -11,15 +11,15 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-pub use shmbus_core::{Blocker, BusConfig, Error, HeaderInfo, Overflow, WaitStrategy};
-use shmbus_core::{Bus, Claim, ClaimError, PeerKind, Producer};
+pub use shmbus_core::{Blocker, BusConfig, Error, HeaderInfo, MessageType, Overflow, TypeKind, WaitStrategy};
+use shmbus_core::{Bus, Claim, ClaimError, Linger, PeerKind, Producer};
 
 /// Why a message was not published.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_producer::{BusConfig, Publisher, SendError};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, Publisher, SendError};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path()).capacity(4096).max_message(64);
 /// let mut publ = Publisher::open_or_create("small", &cfg)?;
 /// let err = publ.send(&[0u8; 65]).unwrap_err();
@@ -43,6 +43,14 @@ pub enum SendError {
     },
     /// A typed message could not be encoded.
     Encode(String),
+    /// `send_pod` of a type other than the Pod type this publisher declared
+    /// (kind, size or alignment differ); nothing was sent.
+    WrongType {
+        /// The declared type.
+        declared: String,
+        /// The type given to `send_pod`.
+        sent: String,
+    },
     /// The bus file is damaged or could not be used.
     Bus(Error),
     /// The message was abandoned: this publisher was stopped (or too slow)
@@ -66,6 +74,9 @@ impl fmt::Display for SendError {
                 write!(f, "message of {len} bytes is larger than the bus's max_message of {max} bytes")
             }
             SendError::Encode(e) => write!(f, "could not encode the message: {e}"),
+            SendError::WrongType { declared, sent } => {
+                write!(f, "this publisher declared messages of type {declared}, not {sent}; nothing was sent")
+            }
             SendError::Bus(e) => e.fmt(f),
             SendError::Abandoned { seq } => write!(
                 f,
@@ -100,8 +111,8 @@ impl From<Error> for SendError {
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use shmbus_producer::{BusConfig, Publisher};
-/// let dir = tempfile::tempdir()?;
+/// use shmbus::{BusConfig, Publisher};
+/// # let dir = tempfile::tempdir()?;
 /// let cfg = BusConfig::default().dir(dir.path());
 /// let mut publ = Publisher::open_or_create("orders", &cfg)?;
 /// publ.send(b"buy 100")?;
@@ -110,6 +121,8 @@ impl From<Error> for SendError {
 #[derive(Debug)]
 pub struct Publisher {
     raw: Producer,
+    /// The type declared at attach ([`BusConfig::message_type`]), checked by `send_pod`.
+    declared: Option<MessageType>,
 }
 
 fn claim_err(e: ClaimError, timeout: bool) -> SendError {
@@ -134,25 +147,29 @@ fn producer(bus: Bus, cfg: &BusConfig) -> Producer {
 
 impl Publisher {
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
-    /// An existing bus with other settings is an error naming both values.
+    /// An existing bus is accepted whatever its settings, unless a setting
+    /// `cfg` set explicitly differs ([`Error::Incompatible`], naming both
+    /// values); a message type declared with [`BusConfig::message_type`] must
+    /// match the bus's ([`Error::TypeMismatch`]).
     pub fn open_or_create(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::open_or_create(name, cfg, PeerKind::Publisher)?;
-        Ok(Publisher { raw: producer(bus, cfg) })
+        Ok(Publisher { raw: producer(bus, cfg), declared: cfg.get_message_type().cloned() })
     }
 
-    /// Attaches to an existing bus (only `cfg`'s directory and wait strategy are read).
+    /// Attaches to an existing bus, never creating it: only `cfg`'s directory,
+    /// wait strategy and declared message type are read.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use shmbus_producer::{BusConfig, Error, Publisher};
-    /// let dir = tempfile::tempdir()?;
+    /// use shmbus::{BusConfig, Error, Publisher};
+    /// # let dir = tempfile::tempdir()?;
     /// let cfg = BusConfig::default().dir(dir.path());
     /// assert!(matches!(Publisher::attach("nope", &cfg), Err(Error::NotFound { .. })));
     /// # Ok(()) }
     /// ```
     pub fn attach(name: &str, cfg: &BusConfig) -> Result<Publisher, Error> {
         let bus = Bus::attach(name, cfg, PeerKind::Publisher)?;
-        Ok(Publisher { raw: producer(bus, cfg) })
+        Ok(Publisher { raw: producer(bus, cfg), declared: cfg.get_message_type().cloned() })
     }
 
     /// Publishes `bytes`. In block mode waits for space as long as it takes
@@ -165,7 +182,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use shmbus_producer::{BusConfig, Publisher, SendError};
+    /// use shmbus::{BusConfig, Publisher, SendError};
     /// # let dir = tempfile::tempdir()?;
     /// let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("t", &cfg)?;
@@ -189,14 +206,29 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # use shmbus::{BusConfig, Publisher};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("prices", &cfg)?;
     /// publ.send_pod(&[1.5f64, 2.5])?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// A publisher that declared a message type ([`BusConfig::message_type`])
+    /// refuses a value whose type is not a Pod type of the declared size and
+    /// alignment (`Err(SendError::WrongType)`).
     pub fn send_pod<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        if let Some(d) = &self.declared {
+            let same = d.kind() == TypeKind::Pod
+                && d.size() as usize == std::mem::size_of::<T>()
+                && d.align() as usize == std::mem::align_of::<T>();
+            if !same {
+                return Err(SendError::WrongType {
+                    declared: d.to_string(),
+                    sent: MessageType::pod::<T>().to_string(),
+                });
+            }
+        }
         self.send(bytemuck::bytes_of(value))
     }
 
@@ -204,7 +236,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # use shmbus::{BusConfig, Publisher};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("events", &cfg)?;
@@ -224,7 +256,7 @@ impl Publisher {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # use shmbus::{BusConfig, Publisher};
     /// # let dir = tempfile::tempdir()?;
     /// # let cfg = BusConfig::default().dir(dir.path());
     /// let mut publ = Publisher::open_or_create("frames", &cfg)?;
@@ -286,6 +318,89 @@ impl Publisher {
     pub fn set_interruptible(&mut self, on: bool) {
         self.raw.set_interruptible(on);
     }
+
+    /// The message type recorded in the bus (declared by a typed handle), if any.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, MessageType, Publisher};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let publ = Publisher::open_or_create("temps", &cfg.message_type(MessageType::pod::<f32>()))?;
+    /// assert_eq!(publ.message_type().map(|t| t.to_string()).as_deref(), Some("f32 (pod, 4 bytes, align 4)"));
+    /// # Ok(()) }
+    /// ```
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.raw.bus().message_type()
+    }
+
+    /// Live subscribers attached to the bus now.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let publ = Publisher::open_or_create("t", &cfg)?;
+    /// assert_eq!(publ.subscribers(), 0);
+    /// let _sub = Subscriber::attach("t", &cfg, StartAt::Latest)?;
+    /// assert_eq!(publ.subscribers(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribers(&self) -> usize {
+        self.raw.bus().live_peers(PeerKind::Subscriber)
+    }
+
+    /// Waits until at least `n` subscribers are attached, at most `timeout`
+    /// (`Err(SendError::Timeout)`). Returns how many are attached. Messages
+    /// published before a subscriber attaches reach it only if it starts at
+    /// [`StartAt::Oldest`](shmbus_core::StartAt::Oldest) and the ring still holds them.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let publ = Publisher::open_or_create("ticks", &cfg)?;
+    /// let sub = std::thread::spawn(move || Subscriber::open_or_create("ticks", &cfg, StartAt::Latest));
+    /// assert!(publ.wait_for_subscribers(1, Duration::from_secs(10))? >= 1);
+    /// # drop(sub.join().unwrap()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize, SendError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.raw.bus().wait_for_peers(PeerKind::Subscriber, n, deadline).ok_or(SendError::Timeout)
+    }
+
+    /// Keeps this publisher (and so a non-persistent bus and its messages)
+    /// attached until the subscribers present have read everything published
+    /// so far (or detached), at most `timeout` (`Err(SendError::Timeout)`). With no
+    /// subscriber present it waits for one to attach and read everything (or
+    /// to attach and leave again); a persistent bus returns at once, since its
+    /// file keeps the messages. Call it before dropping the last publisher of
+    /// a bus whose subscribers may not have caught up yet.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut publ = Publisher::open_or_create("jobs", &cfg)?;
+    /// let mut sub = Subscriber::open_or_create("jobs", &cfg, StartAt::Latest)?;
+    /// publ.send(b"last job")?;
+    /// let reader = std::thread::spawn(move || sub.recv().map(|m| (m.to_vec(), sub)));
+    /// publ.linger(Duration::from_secs(10))?; // returns once `sub` has read it
+    /// assert_eq!(reader.join().unwrap()?.0, b"last job");
+    /// # Ok(()) }
+    /// ```
+    pub fn linger(&self, timeout: Duration) -> Result<(), SendError> {
+        match self.raw.bus().linger(Instant::now().checked_add(timeout)) {
+            Linger::Delivered => Ok(()),
+            Linger::TimedOut => Err(SendError::Timeout),
+        }
+    }
 }
 
 /// Space claimed in the ring, written in place. Derefs to `[u8]` of the
@@ -297,7 +412,7 @@ impl Publisher {
 ///
 /// A loan borrows its publisher mutably, so no second send can start while it lives:
 /// ```compile_fail
-/// # fn f(publ: &mut shmbus_producer::Publisher) {
+/// # fn f(publ: &mut shmbus::Publisher) {
 /// let loan = publ.loan(8).unwrap();
 /// publ.send(b"x").unwrap();
 /// loan.commit().unwrap();
