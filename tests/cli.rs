@@ -359,7 +359,7 @@ fn ls_and_inspect_json_with_two_live_subscribers() {
     assert_eq!(code, 0, "{err}");
     let st: serde_json::Value = serde_json::from_str(&out).expect("inspect --json is JSON");
     assert_eq!(st["name"], "busy");
-    assert_eq!(st["version"], 1);
+    assert_eq!(st["version"], shmbus::core::layout::LAYOUT_VERSION);
     assert_eq!(st["capacity"], 1 << 20);
     assert_eq!(st["overflow"], "block");
     assert_eq!(st["persistent"], false);

@@ -501,9 +501,9 @@ fn mount_tmpfs(at: &Path, opts: &str) -> Result<(), String> {
 /// Item 13. A subscriber process parked on the shared futex is woken by a
 /// publisher in another process, cycle after cycle, with random delays that
 /// put the publish before, during and after the park: every message arrives
-/// (a lost wake-up would show as a wait that ends only with the 20 ms park
-/// slice, counted as `late`, or a 10 s timeout); waits with nothing to
-/// receive return at their deadline (overshoot reported).
+/// (a subscriber with nothing outstanding parks without a time slice, so a
+/// lost wake-up would show as a 10 s timeout); waits with nothing to receive
+/// return at their deadline (overshoot reported).
 #[test]
 fn futex_park_wake_cycles() {
     let n = scale(50_000, 1_000_000);
@@ -533,8 +533,10 @@ fn futex_park_wake_cycles() {
     figure("futex_park_wake_cycles", &format!("cycles={n} {} timeouts={timeouts}", &stats[6..]));
     assert_eq!(field("errors"), 0);
     assert!(field("waits") > 0, "the subscriber never parked");
-    // A lost wake-up ends only with the 20 ms park slice. Scheduling noise on
-    // a loaded machine can delay a wake too, so tolerate one in a thousand.
-    assert!(field("late") * 1000 <= n, "{} wake-ups took 15 ms or more: {stats}", field("late"));
+    // A subscriber with nothing outstanding parks without a time slice, so a
+    // lost wake-up ends only with the child's 10 s deadline, which panics it
+    // (checked by `finish`): no timing is asserted here. `late` (wake-ups
+    // that took 15 ms or more, scheduling noise on a loaded machine) is a
+    // reported figure only.
     assert!(field("max_overshoot_us") < 1_000_000, "a timed wait outlived its deadline by 1 s: {stats}");
 }
