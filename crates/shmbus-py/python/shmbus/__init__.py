@@ -66,6 +66,13 @@ def _array_header(dtype_str: str, shape: tuple) -> bytes:
     return head + b"\0" * (-len(head) % 16)
 
 
+def _c_order(np: Any, array: Any) -> Any:
+    """``array`` as a C-contiguous ndarray, copied only if it is not one
+    (np.ascontiguousarray would turn a 0-d array into a 1-d one)."""
+    a = np.asarray(array)
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 def _check_dtype(np: Any, dtype: Any) -> str:
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or np.dtype(dtype.str) != dtype:
         raise TypeError(f"numpy dtype {dtype!r} has no exact dtype.str; send arrays of plain numbers, bools or fixed-size strings")
@@ -76,7 +83,7 @@ def encode_array(array: Any) -> bytes:
     """The bytes of ``array`` in the shmbus array convention (a copy)."""
     import numpy as np
 
-    a = np.ascontiguousarray(array)
+    a = _c_order(np, array)
     return _array_header(_check_dtype(np, a.dtype), a.shape) + a.tobytes()
 
 
@@ -123,7 +130,7 @@ class Publisher(_Publisher):
         decode_array), written straight into a loan: one copy of the data."""
         import numpy as np
 
-        a = np.ascontiguousarray(array)
+        a = _c_order(np, array)
         head = _array_header(_check_dtype(np, a.dtype), a.shape)
         flat = a.reshape(-1).view(np.uint8)
         with self.loan(len(head) + a.nbytes, timeout) as view:
