@@ -186,7 +186,8 @@ pub fn window_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
                 ffi::PyType_Slot { slot: ffi::Py_tp_dealloc, pfunc: window_dealloc as *mut c_void },
                 ffi::PyType_Slot {
                     slot: ffi::Py_tp_doc,
-                    pfunc: c"A piece of a shmbus ring lent to Python (see Loan and MessageRef).".as_ptr() as *mut c_void,
+                    pfunc: c"A piece of a shmbus ring lent to Python (see Loan and MessageRef).".as_ptr()
+                        as *mut c_void,
                 },
                 ffi::PyType_Slot { slot: 0, pfunc: ptr::null_mut() },
             ];

@@ -15,11 +15,7 @@ use shmbus::{Error, RecvError, SendError};
 static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// An instance of `shmbus._errors.<class>(*args)` as a `PyErr`.
-fn raise<'py, A: pyo3::call::PyCallArgs<'py>>(
-    py: Python<'py>,
-    class: &str,
-    args: A,
-) -> PyErr {
+fn raise<'py, A: pyo3::call::PyCallArgs<'py>>(py: Python<'py>, class: &str, args: A) -> PyErr {
     let make = || -> PyResult<PyErr> {
         let m = ERRORS.get_or_try_init(py, || py.import("shmbus._errors").map(|m| m.unbind()))?;
         let exc = m.bind(py).getattr(class)?.call1(args)?;

@@ -31,9 +31,9 @@ pub const SLICE: Duration = Duration::from_millis(50);
 fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_nan() || t < 0.0 => Err(PyValueError::new_err(format!(
-            "timeout must be None or a number of seconds >= 0, not {t}"
-        ))),
+        Some(t) if t.is_nan() || t < 0.0 => {
+            Err(PyValueError::new_err(format!("timeout must be None or a number of seconds >= 0, not {t}")))
+        }
         // A deadline beyond what Instant can hold is as good as none.
         Some(t) => Ok(Duration::try_from_secs_f64(t).ok().and_then(|d| Instant::now().checked_add(d))),
     }
@@ -64,6 +64,7 @@ impl<T> AssertSend<T> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn settings(
     dir: Option<PathBuf>,
     capacity: Option<u64>,
@@ -621,11 +622,13 @@ impl PySubscriber {
                     None => break Err(recv_err(py, RecvError::Timeout)),
                 }
             };
-            // SAFETY: `raw` came from Box::into_raw above; nothing else refers
-            // to the subscriber until it is boxed again (on error below, or by
-            // LentRef when the borrow ends). A Timeout holds no borrow.
             let sub = AssertSend(raw);
-            let attempt = move || AssertSend(unsafe { &mut *sub.into_inner() }.recv_ref(Some(slice)));
+            let attempt = move || {
+                // SAFETY: `raw` came from Box::into_raw above; nothing else refers
+                // to the subscriber until it is boxed again (on error below, or by
+                // LentRef when the borrow ends). A Timeout holds no borrow.
+                AssertSend(unsafe { &mut *sub.into_inner() }.recv_ref(Some(slice)))
+            };
             let r = if slice.is_zero() { attempt() } else { py.detach(attempt) };
             match r.into_inner() {
                 Ok(m) => break Ok(m),

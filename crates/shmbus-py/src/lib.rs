@@ -12,8 +12,8 @@ mod admin;
 mod buffer;
 mod config;
 mod errors;
-mod home;
 mod handles;
+mod home;
 
 use pyo3::prelude::*;
 
