@@ -17,6 +17,9 @@ Every receiver returns a new bytes object per message (shmbus recv(),
 Pipe recv_bytes(), bytes() of the shared buffer, socket recv(MSG_WAITALL)),
 so every row pays the same one copy into a Python object.
 
+The sender is pinned to CPU 0 and the receiver to CPU 1 (--no-pin to
+let the scheduler place them), the same placement for every transport.
+
 Usage: python bench.py [--sizes 64,65536] [--lat-count N] [--thr-count N] [--json out.json]
 """
 
@@ -173,7 +176,17 @@ def transports(size: int):
 # ------------------------------------------------------------- the two sides
 
 
+def pin(cpu: int) -> None:
+    """Same placement for every transport: sender on one CPU, receiver on another."""
+    if PIN and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {cpu})
+
+
+PIN = True
+
+
 def receiver(t, ctl, phase: str, count: int) -> None:
+    pin(1)
     recv = t.rx_open()
     ctl.send("ready")
     if phase == "lat":
@@ -233,11 +246,16 @@ def main() -> int:
     ap.add_argument("--interval-us", type=int, default=200, help="sleep between latency samples")
     ap.add_argument("--thr-count", type=int, default=0, help="default: 200000 for <= 1 KiB, 20000 above")
     ap.add_argument("--json")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the sender to CPU 0 and the receiver to CPU 1")
     args = ap.parse_args()
+    global PIN
+    PIN = not args.no_pin
+    pin(0)
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"# Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+        f"{'sender on CPU 0, receiver on CPU 1' if PIN else 'not pinned'}",
         flush=True,
     )
     rows = []
