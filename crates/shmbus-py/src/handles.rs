@@ -412,7 +412,11 @@ fn release_view(py: Python<'_>, view: &mut Option<Py<PyAny>>) -> PyResult<()> {
 
 fn get_view<'py>(py: Python<'py>, win: &Window, view: &mut Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
     if let Some(v) = view {
-        return Ok(v.bind(py).clone());
+        let v = v.bind(py);
+        // The caller may have released it (memoryview.release()): then make another.
+        if v.getattr("nbytes").is_ok() {
+            return Ok(v.clone());
+        }
     }
     let v = win.memoryview(py)?;
     *view = Some(v.clone().unbind());
