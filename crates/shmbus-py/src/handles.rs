@@ -515,23 +515,58 @@ pub struct PySubscriber {
 }
 
 impl PySubscriber {
-    /// Receives into `self.buf`; returns the message's sequence number.
-    fn recv_raw(&mut self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<u64> {
+    /// Receives the next message as a new `bytes`, waiting until `deadline`
+    /// in bounded slices (`Some(now)`: no wait at all).
+    ///
+    /// Block mode borrows the message in place and copies it once, straight
+    /// into the `bytes` object (the borrow ends before this returns).
+    /// Overwrite mode copies into a reused buffer first, because the ring
+    /// must be re-validated after the copy (the Rust `recv_ref` does the
+    /// same, with a fresh buffer each time).
+    /// `Ok(None)` when the deadline passed.
+    fn recv_bytes<'py>(&mut self, py: Python<'py>, deadline: Option<Instant>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let sub = handle(py, &mut self.inner, &self.home, "subscriber", &self.name)?;
-        let buf = &mut self.buf;
-        // Fast path: a message is there, no GIL round trip.
-        match sub.recv_into(buf, Some(Duration::ZERO)) {
-            Ok(seq) => return Ok(seq),
-            Err(RecvError::Timeout) => {}
-            Err(e) => return Err(recv_err(py, e)),
+        if self.info.overflow == shmbus::Overflow::Block {
+            let mut slice = Duration::ZERO; // first: no wait, no GIL round trip
+            loop {
+                let got = if slice.is_zero() {
+                    sub.recv_ref(Some(slice))
+                } else {
+                    let s = &mut *sub;
+                    py.detach(move || AssertSend(s.recv_ref(Some(slice)))).into_inner()
+                };
+                match got {
+                    Ok(m) => {
+                        self.last_seq = Some(m.seq());
+                        return Ok(Some(PyBytes::new(py, &m)));
+                    }
+                    Err(RecvError::Timeout) if !slice.is_zero() => py.check_signals()?,
+                    Err(RecvError::Timeout) => {}
+                    Err(e) => return Err(recv_err(py, e)),
+                }
+                let Some(next) = next_slice(deadline) else { return Ok(None) };
+                slice = next;
+            }
         }
+        let buf = &mut self.buf;
+        let mut slice = Duration::ZERO;
         loop {
-            let Some(slice) = next_slice(deadline) else { return Err(recv_err(py, RecvError::Timeout)) };
-            match py.detach(|| sub.recv_into(buf, Some(slice))) {
-                Ok(seq) => return Ok(seq),
-                Err(RecvError::Timeout) => py.check_signals()?,
+            let got = if slice.is_zero() {
+                sub.recv_into(buf, Some(slice))
+            } else {
+                py.detach(|| sub.recv_into(buf, Some(slice)))
+            };
+            match got {
+                Ok(seq) => {
+                    self.last_seq = Some(seq);
+                    return Ok(Some(PyBytes::new(py, buf)));
+                }
+                Err(RecvError::Timeout) if !slice.is_zero() => py.check_signals()?,
+                Err(RecvError::Timeout) => {}
                 Err(e) => return Err(recv_err(py, e)),
             }
+            let Some(next) = next_slice(deadline) else { return Ok(None) };
+            slice = next;
         }
     }
 }
@@ -582,24 +617,14 @@ impl PySubscriber {
     /// oldest intact message.
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
-        let seq = self.recv_raw(py, deadline(timeout)?)?;
-        self.last_seq = Some(seq);
-        Ok(PyBytes::new(py, &self.buf))
+        self.recv_bytes(py, deadline(timeout)?)?.ok_or_else(|| recv_err(py, RecvError::Timeout))
     }
 
     /// try_recv() -> bytes | None
     ///
     /// The next message if one is there, else None.
     fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let sub = handle(py, &mut self.inner, &self.home, "subscriber", &self.name)?;
-        match sub.recv_into(&mut self.buf, Some(Duration::ZERO)) {
-            Ok(seq) => {
-                self.last_seq = Some(seq);
-                Ok(Some(PyBytes::new(py, &self.buf)))
-            }
-            Err(RecvError::Timeout) => Ok(None),
-            Err(e) => Err(recv_err(py, e)),
-        }
+        self.recv_bytes(py, Some(Instant::now()))
     }
 
     /// recv_ref(timeout=None) -> MessageRef
