@@ -313,25 +313,25 @@ pub fn remove(name: &str, cfg: &BusConfig, force: bool) -> Result<PathBuf> {
     if !alone && !force {
         return Err(Error::InUse { bus: name.into(), path });
     }
-    // Forced under live peers: mark the bus removed and wake every parked
-    // peer, so each learns it at once (`Error::BusRemoved`) instead of
-    // carrying on with a file nobody else can find.
-    let marked = if alone { None } else { mark_removed(name, &path, &file) };
     if !unlink_if_same(&path, &file) {
-        if let Some(region) = marked {
-            region.mem.u32(OFF_REMOVED).store(0, Ordering::Release);
-        }
         return Err(Error::NotFound { bus: name.into(), path });
+    }
+    // Forced under live peers: mark the (now unlinked) bus removed and wake
+    // every parked peer, so each learns it at once (`Error::BusRemoved`)
+    // instead of carrying on with a file nobody else can find.
+    if !alone {
+        mark_removed(name, &path, &file);
     }
     Ok(path)
 }
 
 /// Maps the bus file and sets its `removed` word (when the file is a valid
 /// bus), waking every parked peer.
-fn mark_removed(name: &str, path: &Path, file: &std::fs::File) -> Option<Region> {
-    let size = os::fstat(file).ok()?.size;
-    let region = Region::from_file(name, path.to_path_buf(), file.try_clone().ok()?, size).ok()?;
-    region.mem.u32(OFF_REMOVED).store(1, Ordering::Release);
-    region.wake_everyone();
-    Some(region)
+fn mark_removed(name: &str, path: &Path, file: &std::fs::File) {
+    let Ok(st) = os::fstat(file) else { return };
+    let Ok(fd) = file.try_clone() else { return };
+    if let Ok(region) = Region::from_file(name, path.to_path_buf(), fd, st.size) {
+        region.mem.u32(OFF_REMOVED).store(1, Ordering::Release);
+        region.wake_everyone();
+    }
 }

@@ -185,16 +185,22 @@ pub fn data_offset(peer_slots: u32, page_size: usize) -> u64 {
 /// this build relies on, the byte order and the page size. Two builds that
 /// disagree on any of these refuse each other's files.
 pub fn fingerprint(page_size: usize) -> u64 {
-    let desc = format!(
-        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ},{SLOT_CLAIM_FRAME},{SLOT_CLAIM_SEQ},{SLOT_PARKED},{SLOT_REVOKED},{SLOT_ABANDONED},{SLOT_BLOCKING_SINCE};masks@{OFF_DATA_MASK},{OFF_SPACE_MASK};removed@{OFF_REMOVED};evict@{OFF_EVICT_AFTER_MS};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ}",
-        if cfg!(target_endian = "little") { "le" } else { "be" },
-    );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in desc.bytes().chain(crate::typetag::LAYOUT_DESC.bytes()) {
+    for b in fingerprint_input(page_size).bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The string [`fingerprint`] hashes (FNV-1a 64), for readers in other
+/// languages: docs/layout.md prints it for 4096-byte pages.
+pub fn fingerprint_input(page_size: usize) -> String {
+    let desc = format!(
+        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ},{SLOT_CLAIM_FRAME},{SLOT_CLAIM_SEQ},{SLOT_PARKED},{SLOT_REVOKED},{SLOT_ABANDONED},{SLOT_BLOCKING_SINCE};masks@{OFF_DATA_MASK},{OFF_SPACE_MASK};removed@{OFF_REMOVED};evict@{OFF_EVICT_AFTER_MS};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ}",
+        if cfg!(target_endian = "little") { "le" } else { "be" },
+    );
+    desc + crate::typetag::LAYOUT_DESC
 }
 
 #[cfg(test)]
@@ -206,6 +212,21 @@ mod tests {
         assert_eq!(data_offset(64, 4096), 4096 + 8192);
         assert_eq!(data_offset(1, 4096), 8192);
         assert_eq!(data_offset(32, 4096), 8192);
+    }
+
+    #[test]
+    fn docs_print_the_fingerprint_input() {
+        let doc = include_str!("../../../docs/layout.md");
+        assert!(
+            doc.contains(&fingerprint_input(4096)),
+            "docs/layout.md must quote fingerprint_input(4096):\n{}",
+            fingerprint_input(4096)
+        );
+        assert!(
+            doc.contains(&format!("{:#018x}", fingerprint(4096))),
+            "docs/layout.md must quote fingerprint(4096) = {:#018x}",
+            fingerprint(4096)
+        );
     }
 
     #[test]

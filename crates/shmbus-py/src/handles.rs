@@ -372,7 +372,10 @@ impl Drop for LentLoan {
     fn drop(&mut self) {
         if let Some(loan) = self.loan.take() {
             if self.commit {
-                loan.commit();
+                // An abandoned loan (held past a peer's unblock timeout) is
+                // not reported to Python yet: the message is simply not
+                // published, and subscribers count it as abandoned.
+                let _ = loan.commit();
             } else {
                 drop(loan);
             }
