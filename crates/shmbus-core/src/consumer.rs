@@ -92,6 +92,9 @@ enum Frame {
 /// The raw subscriber over a bus handle.
 #[derive(Debug)]
 pub struct Consumer {
+    /// The waiter-thread registration (async and eventfd waiting); disarmed
+    /// in `drop`, before the bus (and its mapping) goes.
+    armed: Option<crate::notify::Armed>,
     bus: Bus,
     cursor: u64,
     expected_seq: Option<u64>,
@@ -124,6 +127,7 @@ impl Consumer {
         let overwrite = bus.region.info.overflow == Overflow::Overwrite;
         let evictable = !overwrite && bus.region.info.evict_after_ms != 0;
         let mut c = Consumer {
+            armed: None,
             bus,
             cursor: 0,
             expected_seq: None,
@@ -687,5 +691,99 @@ impl Consumer {
         let new = self.oldest_frame(t);
         self.lag_pending = true;
         self.advance(new, None);
+    }
+}
+
+/// Waiting through the process's waiter thread (crate::notify): for futures
+/// and event loops that must not block a thread.
+impl Consumer {
+    /// Whether the frame at the cursor can be read now (or the wait must end
+    /// for another reason: overrun, evicted, bus removed), as the blocking
+    /// wait checks it.
+    fn data_ready(&self) -> bool {
+        let region = &self.bus.region;
+        let pos = self.cursor;
+        !pos.is_multiple_of(FRAME_ALIGN)
+            || region.frame(pos).stamp().load(Ordering::Acquire) == pos
+            || (self.validating(pos) && self.overrun(pos))
+            || self.evicted()
+            || region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0
+    }
+
+    /// Arms this handle with the process's waiter thread (started on first
+    /// use): `waker` is woken (or, with `None`, the handle's eventfd from
+    /// [`Consumer::event_fd`] becomes readable) when a message may be ready.
+    /// Returns `true` when one may be ready now: nothing was armed, read
+    /// again. Call it after a read returned `Poll::Empty`.
+    ///
+    /// It announces the handle to publishers as a parked subscriber does,
+    /// then re-checks, so no wake-up is lost. While a publisher's claim is
+    /// outstanding at the cursor the arm lasts at most 20 ms, and arming
+    /// again runs the look-around of the blocking wait (finishing a dead
+    /// publisher's claim, abandoning one stalled past the unblock timeout).
+    /// An arm fires once; the handle stays announced until it is read
+    /// from and armed again, or [`Consumer::disarm`]ed, or dropped.
+    pub fn arm(&mut self, waker: Option<&std::task::Waker>) -> bool {
+        if self.data_ready() {
+            self.disarm();
+            return true;
+        }
+        let mut armed = match self.armed.take() {
+            Some(a) => a,
+            None => crate::notify::Armed::new(),
+        };
+        let pos = self.cursor;
+        let outstanding = self.bus.region.tail().0 != pos;
+        let now = Instant::now();
+        if outstanding {
+            if armed.last_look.is_some_and(|t| now.duration_since(t) >= crate::config::PARK_SLICE) {
+                let since = match self.stall {
+                    Some((p, t)) if p == pos => t,
+                    _ => {
+                        self.stall = Some((pos, now));
+                        now
+                    }
+                };
+                self.bus.region.unblock_at(self.bus.slot, pos, now.duration_since(since) >= self.unblock);
+                armed.last_look = Some(now);
+            } else if armed.last_look.is_none() {
+                armed.last_look = Some(now);
+            }
+        } else {
+            armed.last_look = None;
+        }
+        let deadline = outstanding.then(|| now + crate::config::PARK_SLICE);
+        let ready = armed.arm(&self.parking(), waker, deadline, || self.data_ready());
+        self.armed = Some(armed);
+        ready
+    }
+
+    /// Withdraws an arm: the waiter thread forgets this handle and the bus's
+    /// waiter accounting no longer counts it (no bit or count left behind).
+    pub fn disarm(&mut self) {
+        if let Some(mut a) = self.armed.take() {
+            a.disarm(&self.parking());
+            self.armed = Some(a);
+        }
+    }
+
+    /// This handle's eventfd (created on first use, closed with the
+    /// handle): readable once an [`Consumer::arm`] with `None` fires. See
+    /// [`Consumer::arm`] for the re-arm rule.
+    pub fn event_fd(&mut self) -> std::io::Result<std::os::fd::RawFd> {
+        if self.armed.is_none() {
+            self.armed = Some(crate::notify::Armed::new());
+        }
+        match &mut self.armed {
+            Some(a) => a.event_fd(),
+            None => unreachable!(),
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Before the bus field (and its mapping) is dropped.
+        self.disarm();
     }
 }
