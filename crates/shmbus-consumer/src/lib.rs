@@ -12,6 +12,10 @@ use std::ops::Deref;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod notify;
+#[cfg(feature = "async")]
+pub use notify::{MessageStream, Recv};
+
 use shmbus_core::{Bus, Consumer, PeerKind, Poll};
 pub use shmbus_core::{BusConfig, Error, HeaderInfo, MessageType, Overflow, StartAt, TypeKind, WaitStrategy};
 

@@ -770,14 +770,10 @@ impl Consumer {
     /// This handle's eventfd (created on first use, closed with the
     /// handle): readable once an [`Consumer::arm`] with `None` fires. See
     /// [`Consumer::arm`] for the re-arm rule.
-    pub fn event_fd(&mut self) -> std::io::Result<std::os::fd::RawFd> {
-        if self.armed.is_none() {
-            self.armed = Some(crate::notify::Armed::new());
-        }
-        match &mut self.armed {
-            Some(a) => a.event_fd(),
-            None => unreachable!(),
-        }
+    pub fn event_fd(&mut self) -> Result<std::os::fd::RawFd> {
+        let armed = self.armed.get_or_insert_with(crate::notify::Armed::new);
+        let region = &self.bus.region;
+        armed.event_fd().map_err(|e| crate::error::Error::io(&region.bus, &region.path, "create an eventfd for", e))
     }
 }
 

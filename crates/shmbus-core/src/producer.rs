@@ -127,6 +127,9 @@ pub const BLOCKED_REPORT_AFTER: Duration = Duration::from_secs(1);
 /// The raw publisher over a bus handle.
 #[derive(Debug)]
 pub struct Producer {
+    /// The waiter-thread registration for space (async sends); disarmed in
+    /// `drop`, before the bus (and its mapping) goes.
+    armed: Option<crate::notify::Armed>,
     bus: Bus,
     /// Claims may end at or before this position (cached; see `scan_limit`).
     limit: u64,
@@ -157,6 +160,7 @@ impl Producer {
         assert_eq!(bus.kind, PeerKind::Publisher, "Producer::new needs a publisher handle");
         let overwrite = bus.region.info.overflow == Overflow::Overwrite;
         Producer {
+            armed: None,
             bus,
             limit: 0,
             limit_valid: false,
@@ -625,6 +629,48 @@ impl Drop for Producer {
         // (our slot is about to be freed, so nobody could repair it): publish
         // it as abandoned.
         self.cancel_open_claim();
+        self.disarm_space();
+    }
+}
+
+/// Waiting for space through the process's waiter thread (crate::notify),
+/// for futures that must not block a thread.
+impl Producer {
+    /// Arms this handle with the waiter thread for space: announces it to
+    /// subscribers as a publisher parked for space does and wakes `waker`
+    /// when the space futex word changes, or after 20 ms at the latest
+    /// (an async send re-tries then, and reaps a dead subscriber holding it
+    /// back with [`Producer::reap_gating`]). The caller re-tries its claim
+    /// after arming (the re-check of the handshake in wait.rs) and disarms
+    /// when it succeeds.
+    pub fn arm_space(&mut self, waker: &std::task::Waker) {
+        let mut armed = match self.armed.take() {
+            Some(a) => a,
+            None => crate::notify::Armed::new(),
+        };
+        let deadline = Instant::now() + crate::config::PARK_SLICE;
+        armed.arm(&self.parking(), Some(waker), Some(deadline), || false);
+        self.armed = Some(armed);
+    }
+
+    /// Withdraws an arm for space: no bit or count is left in the bus's
+    /// waiter accounting.
+    pub fn disarm_space(&mut self) {
+        if let Some(mut a) = self.armed.take() {
+            a.disarm(&self.parking());
+            self.armed = Some(a);
+        }
+    }
+
+    /// Reaps the peer holding our claims back if it is dead (its slot's
+    /// lock is free), so that its hold stops counting. Returns whether it
+    /// did.
+    pub fn reap_gating(&mut self) -> bool {
+        let tail = self.bus.region.tail().0;
+        match self.rescan(tail) {
+            Some(g) => self.bus.region.try_reap(g, self.bus.slot),
+            None => false,
+        }
     }
 }
 

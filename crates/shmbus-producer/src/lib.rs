@@ -6,6 +6,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
+#[cfg(feature = "async")]
+mod notify;
+#[cfg(feature = "async")]
+pub use notify::SendAsync;
+
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;

@@ -223,6 +223,11 @@ pub use shmbus_core::{
 };
 pub use shmbus_core::{MessageType, TypeKind};
 pub use shmbus_producer::{Loan, Publisher, SendError};
+/// The futures and stream of the `tokio` feature (runtime-agnostic; see docs/async.md).
+#[cfg(feature = "tokio")]
+pub use shmbus_consumer::{MessageStream, Recv};
+#[cfg(feature = "tokio")]
+pub use shmbus_producer::SendAsync;
 
 /// bincode 2, as `send_serde` / `recv_serde` use it: with
 /// `bincode::config::standard()` and its `serde` functions.
