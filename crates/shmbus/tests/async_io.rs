@@ -1,0 +1,279 @@
+//! The async API and the eventfd interface with real processes
+//! (docs/async.md): a publisher process and async subscribers in this one on
+//! several buses (current-thread and multi-thread runtimes), cancellation in
+//! the middle of waits, the eventfd under a burst, a subscriber process
+//! SIGKILLed while its async waiter is parked, and 100 async subscribers on
+//! 100 buses served by one waiter thread. Every wait has a deadline on an
+//! observable condition; no test asserts a maximum runtime.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use shmbus::{inspect, BusConfig, Overflow, Publisher, StartAt, Subscriber};
+use shmbus_testkit::{args, finish, role, spawn, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn cfg(dir: &Path) -> BusConfig {
+    BusConfig::default().dir(dir).capacity(1 << 16)
+}
+
+/// The child entry point: does nothing unless started with a role.
+#[test]
+fn __child() {
+    let Some(role) = role() else { return };
+    let dir = std::path::PathBuf::from(std::env::var_os("SHMBUS_DIR").unwrap());
+    let a = args();
+    match role.as_str() {
+        // publish <buses> <count>: waits for a subscriber on each bus, then
+        // sends 0..count (u64) round-robin over the buses, pausing now and
+        // then so that subscribers park between bursts.
+        "publish" => {
+            let buses: usize = a[0].parse().unwrap();
+            let count: u64 = a[1].parse().unwrap();
+            let mut pubs: Vec<Publisher> =
+                (0..buses).map(|b| Publisher::open_or_create(&format!("bus{b}"), &cfg(&dir)).unwrap()).collect();
+            for p in &pubs {
+                p.wait_for_subscribers(1, LIMIT).unwrap();
+            }
+            for i in 0..count {
+                for p in pubs.iter_mut() {
+                    p.send_pod(&i).unwrap();
+                }
+                if i % 97 == 0 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            }
+            for p in &pubs {
+                p.linger(LIMIT).unwrap();
+            }
+            println!("RESULT:sent {count}");
+        }
+        // parked: an async subscriber that arms and parks for ever (until killed).
+        "parked" => {
+            let mut sub = Subscriber::attach("victim", &cfg(&dir), StartAt::Latest).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                println!("READY {}", sub.slot());
+                let _ = sub.recv_async().await;
+            });
+        }
+        // many <n>: n async subscribers on n buses, each parked in recv_async.
+        "many" => {
+            let n: usize = a[0].parse().unwrap();
+            let before = threads();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut subs: Vec<Subscriber> = (0..n)
+                    .map(|b| Subscriber::open_or_create(&format!("many{b}"), &cfg(&dir), StartAt::Latest).unwrap())
+                    .collect();
+                let mut futs: Vec<_> = subs.iter_mut().map(|s| Box::pin(s.recv_async())).collect();
+                let waker = std::task::Waker::noop();
+                let mut cx = Context::from_waker(waker);
+                for f in futs.iter_mut() {
+                    assert!(f.as_mut().poll(&mut cx).is_pending());
+                }
+                println!("RESULT:waiter_threads {}", shmbus::core::waiter_threads());
+                println!("RESULT:new_threads {}", threads() - before);
+                // Idle: the process's CPU time over one second with all parked.
+                let cpu0 = cpu_ticks();
+                let t0 = Instant::now();
+                std::thread::sleep(Duration::from_secs(1));
+                let cpu1 = cpu_ticks();
+                println!("RESULT:idle_cpu_ticks {} over {:?}", cpu1 - cpu0, t0.elapsed());
+                drop(futs);
+                let waiting: u32 =
+                    (0..n).map(|b| inspect(&format!("many{b}"), &cfg(&dir)).unwrap().data_waiters).sum();
+                println!("RESULT:waiters_after_drop {waiting}");
+            });
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Threads of this process (/proc/self/status).
+fn threads() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
+}
+
+/// User plus system CPU time of this process, in clock ticks (/proc/self/stat).
+fn cpu_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn result(lines: &[String], key: &str) -> String {
+    lines.iter().find_map(|l| l.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in {lines:?}")).to_owned()
+}
+
+/// Async subscribers on `buses` buses in one runtime receive every message of
+/// a publisher process, in order.
+fn several_buses(rt: tokio::runtime::Runtime) {
+    const BUSES: usize = 4;
+    const COUNT: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let subs: Vec<Subscriber> = (0..BUSES)
+        .map(|b| Subscriber::open_or_create(&format!("bus{b}"), &cfg(dir.path()), StartAt::Oldest).unwrap())
+        .collect();
+    let child = spawn("publish", dir.path(), &[&BUSES.to_string(), &COUNT.to_string()]);
+    let got = rt.block_on(async {
+        let tasks: Vec<_> = subs
+            .into_iter()
+            .map(|mut sub| {
+                tokio::spawn(async move {
+                    let mut next = 0u64;
+                    while next < COUNT {
+                        let v: u64 = tokio::time::timeout(LIMIT, sub.recv_pod_async()).await.expect("a message").unwrap();
+                        assert_eq!(v, next, "in order, none lost");
+                        next += 1;
+                    }
+                    // Kept until the publisher finishes lingering.
+                    (next, sub)
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        got
+    });
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![COUNT; BUSES]);
+    assert_eq!(finish(child, LIMIT), vec![format!("sent {COUNT}")]);
+    assert_eq!(shmbus::core::waiter_threads(), 1, "one waiter thread for every bus of this process");
+}
+
+#[test]
+fn several_buses_current_thread() {
+    several_buses(tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
+}
+
+#[test]
+fn several_buses_multi_thread() {
+    several_buses(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap());
+}
+
+/// 10,000 receives cancelled in the middle of their wait (polled once,
+/// pending, dropped) while a publisher process sends: nothing is lost, and
+/// the bus's waiter accounting is back to zero afterwards.
+#[test]
+fn cancellation_loses_nothing_and_leaks_no_waiter() {
+    const COUNT: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sub = Subscriber::open_or_create("bus0", &cfg(dir.path()), StartAt::Oldest).unwrap();
+    let child = spawn("publish", dir.path(), &["1", &COUNT.to_string()]);
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut next = 0u64;
+    let mut cancelled = 0u32;
+    let deadline = Instant::now() + LIMIT;
+    while cancelled < 10_000 && next < COUNT {
+        assert!(Instant::now() < deadline, "timed out with {cancelled} cancellations, {next} messages");
+        let mut fut = pin!(sub.recv_async());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(m) => {
+                let m = m.unwrap();
+                assert_eq!(m.as_pod::<u64>(), Some(&next));
+                next += 1;
+            }
+            Poll::Pending => cancelled += 1, // dropped here, mid-wait
+        }
+    }
+    // A cancelled wait leaves nothing announced, even while the handle lives.
+    assert_eq!(inspect("bus0", &cfg(dir.path())).unwrap().data_waiters, 0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // The rest through select! against a timer that often wins.
+        while next < COUNT {
+            tokio::select! {
+                m = sub.recv_async() => {
+                    assert_eq!(m.unwrap().as_pod::<u64>(), Some(&next));
+                    next += 1;
+                }
+                _ = tokio::time::sleep(Duration::from_micros(100)) => cancelled += 1,
+            }
+        }
+    });
+    assert_eq!(next, COUNT);
+    assert!(cancelled >= 10_000 || next == COUNT, "{cancelled} cancellations");
+    println!("{cancelled} cancelled waits");
+    assert_eq!(inspect("bus0", &cfg(dir.path())).unwrap().data_waiters, 0);
+    assert_eq!(finish(child, LIMIT), vec![format!("sent {COUNT}")]);
+}
+
+/// The eventfd under a burst from a publisher process, driven by a plain
+/// poll(2) loop with the documented re-arm rule: every message, in order.
+#[test]
+fn event_fd_under_a_burst() {
+    const COUNT: u64 = 50_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sub = Subscriber::open_or_create("bus0", &cfg(dir.path()), StartAt::Oldest).unwrap();
+    let fd = sub.event_fd().unwrap();
+    let child = spawn("publish", dir.path(), &["1", &COUNT.to_string()]);
+    let mut next = 0u64;
+    let mut polls = 0u64;
+    let deadline = Instant::now() + LIMIT;
+    while next < COUNT {
+        while let Some(m) = sub.try_recv().unwrap() {
+            assert_eq!(m.as_pod::<u64>(), Some(&next));
+            next += 1;
+        }
+        if next == COUNT || sub.arm_event_fd().unwrap() {
+            continue;
+        }
+        assert!(Instant::now() < deadline, "timed out at message {next}");
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        assert!(n == 1 || next == COUNT, "the eventfd was not signalled within 10 s (message {next})");
+        polls += 1;
+    }
+    println!("{polls} polls for {COUNT} messages");
+    sub.disarm();
+    assert_eq!(inspect("bus0", &cfg(dir.path())).unwrap().data_waiters, 0);
+    assert_eq!(finish(child, LIMIT), vec![format!("sent {COUNT}")]);
+}
+
+/// A subscriber process SIGKILLed while its async waiter is parked: the
+/// publisher's waiter accounting recovers (data_waiters back to 0) while it
+/// publishes, and the publisher never blocks on the dead subscriber.
+#[test]
+fn sigkill_while_parked_async() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(dir.path()).overflow(Overflow::Block);
+    let mut publ = Publisher::open_or_create("victim", &cfg).unwrap();
+    let mut child = spawn("parked", dir.path(), &[]);
+    wait_for("the child's async waiter to be announced", LIMIT, || {
+        inspect("victim", &cfg).unwrap().data_waiters == 1
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut sent = 0u64;
+    wait_for("the dead waiter to be reaped from the accounting", LIMIT, || {
+        for _ in 0..16 {
+            publ.send(&sent.to_le_bytes()).unwrap();
+            sent += 1;
+        }
+        inspect("victim", &cfg).unwrap().data_waiters == 0
+    });
+    println!("reaped after {sent} messages");
+}
+
+/// 100 async subscribers on 100 buses in one process use one waiter thread,
+/// cost (nearly) no CPU while parked, and leave no waiter behind when their
+/// futures are dropped.
+#[test]
+fn hundred_buses_one_waiter_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = finish(spawn("many", dir.path(), &["100"]), LIMIT);
+    assert_eq!(result(&out, "waiter_threads"), "1", "{out:?}");
+    assert_eq!(result(&out, "new_threads"), "1", "{out:?}");
+    assert_eq!(result(&out, "waiters_after_drop"), "0", "{out:?}");
+    println!("{out:?}");
+}
