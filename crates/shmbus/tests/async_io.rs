@@ -18,7 +18,7 @@ use shmbus_testkit::{args, finish, role, spawn, wait_for};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn cfg(dir: &Path) -> BusConfig {
-    BusConfig::default().dir(dir).capacity(1 << 16)
+    BusConfig::default().dir(dir).capacity(1 << 16).max_peers(128)
 }
 
 /// The child entry point: does nothing unless started with a role.
@@ -89,6 +89,42 @@ fn __child() {
                     (0..n).map(|b| inspect(&format!("many{b}"), &cfg(&dir)).unwrap().data_waiters).sum();
                 println!("RESULT:waiters_after_drop {waiting}");
             });
+        }
+        // fallback <buses> <count>: as an async subscriber process without
+        // futex_waitv (forced), receives 0..count from each bus.
+        "fallback" => {
+            // SAFETY (edition 2021: safe): set before any other thread reads the environment.
+            std::env::set_var("SHMBUS_NO_FUTEX_WAITV", "1");
+            let buses: usize = a[0].parse().unwrap();
+            let count: u64 = a[1].parse().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut subs: Vec<Subscriber> = (0..buses)
+                    .map(|b| Subscriber::attach(&format!("bus{b}"), &cfg(&dir), StartAt::Oldest).unwrap())
+                    .collect();
+                for i in 0..count {
+                    for s in subs.iter_mut() {
+                        let v: u64 = tokio::time::timeout(LIMIT, s.recv_pod_async()).await.expect("a message").unwrap();
+                        assert_eq!(v, i);
+                    }
+                }
+                println!("RESULT:waiter_threads {}", shmbus::core::waiter_threads());
+                println!("RESULT:received {count}");
+            });
+        }
+        // slow_reader <count>: receives 0..count in order, pausing now and then.
+        "slow_reader" => {
+            let count: u64 = a[0].parse().unwrap();
+            let mut sub = Subscriber::attach("small", &cfg(&dir), StartAt::Oldest).unwrap();
+            println!("READY");
+            for i in 0..count {
+                let v: u64 = sub.recv_pod_timeout(LIMIT).unwrap();
+                assert_eq!(v, i);
+                if i % 500 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            println!("RESULT:received {count}");
         }
         other => panic!("unknown role {other}"),
     }
@@ -164,9 +200,24 @@ fn several_buses_multi_thread() {
 /// the bus's waiter accounting is back to zero afterwards.
 #[test]
 fn cancellation_loses_nothing_and_leaks_no_waiter() {
+    cancellation(0);
+}
+
+/// The same with the subscriber in peer slot 64 or above, which is
+/// accounted in `data_waiters` and its slot's `parked` word, not in the mask.
+#[test]
+fn cancellation_in_a_high_slot() {
+    cancellation(64);
+}
+
+fn cancellation(fillers: usize) {
     const COUNT: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
+    // Idle publishers take the low slots (they hold nobody back).
+    let _fillers: Vec<Publisher> =
+        (0..fillers).map(|_| Publisher::open_or_create("bus0", &cfg(dir.path())).unwrap()).collect();
     let mut sub = Subscriber::open_or_create("bus0", &cfg(dir.path()), StartAt::Oldest).unwrap();
+    assert!(sub.slot() as usize >= fillers);
     let child = spawn("publish", dir.path(), &["1", &COUNT.to_string()]);
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
@@ -276,4 +327,63 @@ fn hundred_buses_one_waiter_thread() {
     assert_eq!(result(&out, "new_threads"), "1", "{out:?}");
     assert_eq!(result(&out, "waiters_after_drop"), "0", "{out:?}");
     println!("{out:?}");
+}
+
+/// Without futex_waitv (forced with SHMBUS_NO_FUTEX_WAITV=1 in the
+/// subscriber process) every message still arrives, with one waiter thread
+/// per async subscriber.
+#[test]
+fn fallback_without_futex_waitv() {
+    const COUNT: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pubs: Vec<Publisher> =
+        (0..2).map(|b| Publisher::open_or_create(&format!("bus{b}"), &cfg(dir.path())).unwrap()).collect();
+    let child = spawn("fallback", dir.path(), &["2", &COUNT.to_string()]);
+    for p in &pubs {
+        p.wait_for_subscribers(1, LIMIT).unwrap();
+    }
+    for i in 0..COUNT {
+        for p in pubs.iter_mut() {
+            p.send_pod(&i).unwrap();
+        }
+        if i % 97 == 0 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    }
+    let out = finish(child, LIMIT);
+    assert_eq!(result(&out, "received"), COUNT.to_string());
+    assert_eq!(result(&out, "waiter_threads"), "2");
+}
+
+/// send_async into a small ring held back by a slow subscriber process,
+/// cancelled by a timer in the middle of its wait about as often as not:
+/// every message arrives once, in order, and no space waiter is left.
+#[test]
+fn send_async_waits_for_space_and_cancels_cleanly() {
+    const COUNT: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let small = cfg(dir.path()).capacity(4096);
+    let mut publ = Publisher::open_or_create("small", &small).unwrap();
+    let child = spawn("slow_reader", dir.path(), &[&COUNT.to_string()]);
+    publ.wait_for_subscribers(1, LIMIT).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cancelled = rt.block_on(async {
+        let mut cancelled = 0u64;
+        let mut i = 0u64;
+        let deadline = Instant::now() + LIMIT;
+        while i < COUNT {
+            assert!(Instant::now() < deadline, "timed out at message {i}");
+            tokio::select! {
+                r = publ.send_pod_async(&i) => {
+                    r.unwrap();
+                    i += 1;
+                }
+                _ = tokio::time::sleep(Duration::from_micros(200)) => cancelled += 1,
+            }
+        }
+        cancelled
+    });
+    println!("{cancelled} cancelled sends");
+    assert_eq!(inspect("small", &small).unwrap().space_waiters, 0);
+    assert_eq!(finish(child, LIMIT), vec![format!("received {COUNT}")]);
 }
