@@ -214,6 +214,24 @@ fn iterate() {
     assert!(out.contains(r#"try_iter: ["alpha", "beta", "gamma"]"#) && out.contains("iter: epsilon"), "{out}");
 }
 
+#[test]
+fn epoll() {
+    let out = run_ok("epoll", &[]);
+    for i in 0..5 {
+        assert!(out.contains(&format!("got tick {i}\n")), "{out}");
+    }
+    assert!(out.contains("end after"), "{out}");
+}
+
+#[test]
+fn async_subscriber() {
+    let out = run_ok("async_subscriber", &[]);
+    for i in 0..10 {
+        assert!(out.contains(&format!("got price {}\n", 100 + i)), "{out}");
+    }
+    assert!(out.contains("received 10 prices"), "{out}");
+}
+
 /// Every example in examples/ has a test here.
 #[test]
 fn every_example_is_run() {
