@@ -48,7 +48,10 @@ impl Publisher {
                 && d.size() as usize == std::mem::size_of::<T>()
                 && d.align() as usize == std::mem::align_of::<T>();
             if !same {
-                return Err(SendError::WrongType { declared: d.to_string(), sent: MessageType::pod::<T>().to_string() });
+                return Err(SendError::WrongType {
+                    declared: d.to_string(),
+                    sent: MessageType::pod::<T>().to_string(),
+                });
             }
         }
         self.send_async(bytemuck::bytes_of(value)).await

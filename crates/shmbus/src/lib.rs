@@ -217,17 +217,17 @@
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub use shmbus_consumer::{Iter, Message, MessageRef, RecvError, Subscriber, TryIter};
+/// The futures and stream of the `tokio` feature (runtime-agnostic; see docs/async.md).
+#[cfg(feature = "tokio")]
+pub use shmbus_consumer::{MessageStream, Recv};
 pub use shmbus_core::{
     create_bus, gc, inspect, list, remove, validate_name, BusConfig, BusStatus, Error, GcAction, HeaderInfo, Overflow,
     PeerInfo, PeerKind, StartAt, WaitStrategy,
 };
 pub use shmbus_core::{MessageType, TypeKind};
-pub use shmbus_producer::{Loan, Publisher, SendError};
-/// The futures and stream of the `tokio` feature (runtime-agnostic; see docs/async.md).
-#[cfg(feature = "tokio")]
-pub use shmbus_consumer::{MessageStream, Recv};
 #[cfg(feature = "tokio")]
 pub use shmbus_producer::SendAsync;
+pub use shmbus_producer::{Loan, Publisher, SendError};
 
 /// bincode 2, as `send_serde` / `recv_serde` use it: with
 /// `bincode::config::standard()` and its `serde` functions.

@@ -85,8 +85,7 @@ fn __child() {
                 let cpu1 = cpu_ticks();
                 println!("RESULT:idle_cpu_ticks {} over {:?}", cpu1 - cpu0, t0.elapsed());
                 drop(futs);
-                let waiting: u32 =
-                    (0..n).map(|b| inspect(&format!("many{b}"), &cfg(&dir)).unwrap().data_waiters).sum();
+                let waiting: u32 = (0..n).map(|b| inspect(&format!("many{b}"), &cfg(&dir)).unwrap().data_waiters).sum();
                 println!("RESULT:waiters_after_drop {waiting}");
             });
         }
@@ -145,7 +144,11 @@ fn cpu_ticks() -> u64 {
 }
 
 fn result(lines: &[String], key: &str) -> String {
-    lines.iter().find_map(|l| l.strip_prefix(&format!("{key} "))).unwrap_or_else(|| panic!("no {key} in {lines:?}")).to_owned()
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("{key} ")))
+        .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+        .to_owned()
 }
 
 /// Async subscribers on `buses` buses in one runtime receive every message of
@@ -165,7 +168,8 @@ fn several_buses(rt: tokio::runtime::Runtime) {
                 tokio::spawn(async move {
                     let mut next = 0u64;
                     while next < COUNT {
-                        let v: u64 = tokio::time::timeout(LIMIT, sub.recv_pod_async()).await.expect("a message").unwrap();
+                        let v: u64 =
+                            tokio::time::timeout(LIMIT, sub.recv_pod_async()).await.expect("a message").unwrap();
                         assert_eq!(v, next, "in order, none lost");
                         next += 1;
                     }
@@ -300,9 +304,7 @@ fn sigkill_while_parked_async() {
     let cfg = cfg(dir.path()).overflow(Overflow::Block);
     let mut publ = Publisher::open_or_create("victim", &cfg).unwrap();
     let mut child = spawn("parked", dir.path(), &[]);
-    wait_for("the child's async waiter to be announced", LIMIT, || {
-        inspect("victim", &cfg).unwrap().data_waiters == 1
-    });
+    wait_for("the child's async waiter to be announced", LIMIT, || inspect("victim", &cfg).unwrap().data_waiters == 1);
     child.kill().unwrap();
     child.wait().unwrap();
     let mut sent = 0u64;

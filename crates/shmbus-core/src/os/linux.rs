@@ -399,7 +399,9 @@ pub(crate) fn futex_waitv(words: &[WaitWord], timeout: Option<Duration>) -> Wait
             // SAFETY: clock_gettime writes into a valid, exclusively borrowed timespec.
             unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut abs) };
             let ns = abs.tv_nsec as u64 + u64::from(t.subsec_nanos());
-            abs.tv_sec = abs.tv_sec.saturating_add(t.as_secs().min(i64::MAX as u64 / 2) as libc::time_t + (ns / 1_000_000_000) as libc::time_t);
+            abs.tv_sec = abs.tv_sec.saturating_add(
+                t.as_secs().min(i64::MAX as u64 / 2) as libc::time_t + (ns / 1_000_000_000) as libc::time_t,
+            );
             abs.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
             &abs as *const libc::timespec
         }
@@ -410,7 +412,14 @@ pub(crate) fn futex_waitv(words: &[WaitWord], timeout: Option<Duration>) -> Wait
     // call; flags is 0 as the kernel requires. The kernel reads the words
     // itself (EFAULT for an unmapped one).
     let ret = unsafe {
-        libc::syscall(libc::SYS_futex_waitv, waiters.as_ptr(), waiters.len() as libc::c_uint, 0 as libc::c_uint, ts, libc::CLOCK_MONOTONIC)
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as libc::c_uint,
+            0 as libc::c_uint,
+            ts,
+            libc::CLOCK_MONOTONIC,
+        )
     };
     if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
         Waitv::Unsupported
