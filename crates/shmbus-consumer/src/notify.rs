@@ -143,6 +143,28 @@ mod futures {
         /// The messages as a `futures_core::Stream` (never ends by itself;
         /// errors are items). Dropping it between items loses nothing and
         /// withdraws its registration.
+        ///
+        /// ```
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        /// # rt.block_on(async {
+        /// use futures_core::Stream;
+        /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+        /// # let dir = tempfile::tempdir()?;
+        /// # let cfg = BusConfig::default().dir(dir.path());
+        /// let mut sub = Subscriber::open_or_create("orders", &cfg, StartAt::Latest)?;
+        /// let mut publ = Publisher::open_or_create("orders", &cfg)?;
+        /// publ.send(b"a")?;
+        /// publ.send(b"b")?;
+        /// let mut stream = sub.stream();
+        /// let mut stream = std::pin::Pin::new(&mut stream);
+        /// for want in [b"a", b"b"] {
+        ///     let msg = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await.unwrap()?;
+        ///     assert_eq!(&msg[..], want);
+        /// }
+        /// # Ok::<(), Box<dyn std::error::Error>>(()) })?;
+        /// # Ok(()) }
+        /// ```
         pub fn stream(&mut self) -> MessageStream<'_> {
             MessageStream { sub: self }
         }

@@ -157,6 +157,8 @@ fn run(shard: Arc<Shard>) {
             t.entries.retain(|e| {
                 // SAFETY: the entry is in the table, so its handle has not
                 // disarmed and its mapping is alive (see `Entry::word`).
+                // SYNC POINT with the bump in `wait::wake` (Release): a
+                // changed word means a publisher committed after the arm.
                 let cur = unsafe { &*e.word }.load(Ordering::Acquire);
                 if cur != e.seen || e.deadline.is_some_and(|d| now >= d) {
                     fire.push(e.target.clone());

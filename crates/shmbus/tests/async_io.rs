@@ -228,7 +228,7 @@ fn cancellation(fillers: usize) {
     let mut next = 0u64;
     let mut cancelled = 0u32;
     let deadline = Instant::now() + LIMIT;
-    while cancelled < 10_000 && next < COUNT {
+    while cancelled < 10_000 {
         assert!(Instant::now() < deadline, "timed out with {cancelled} cancellations, {next} messages");
         let mut fut = pin!(sub.recv_async());
         match fut.as_mut().poll(&mut cx) {
@@ -256,7 +256,7 @@ fn cancellation(fillers: usize) {
         }
     });
     assert_eq!(next, COUNT);
-    assert!(cancelled >= 10_000 || next == COUNT, "{cancelled} cancellations");
+    assert!(cancelled >= 10_000, "{cancelled} cancellations");
     println!("{cancelled} cancelled waits");
     assert_eq!(inspect("bus0", &cfg(dir.path())).unwrap().data_waiters, 0);
     assert_eq!(finish(child, LIMIT), vec![format!("sent {COUNT}")]);
