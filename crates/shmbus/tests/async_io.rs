@@ -125,6 +125,14 @@ fn __child() {
             }
             println!("RESULT:received {count}");
         }
+        // claim_and_hang: claims a frame on "stuck", never commits, waits to be killed.
+        "claim_and_hang" => {
+            let mut publ = Publisher::attach("stuck", &cfg(&dir)).unwrap();
+            let loan = publ.loan(8).unwrap();
+            println!("READY");
+            std::thread::sleep(LIMIT);
+            drop(loan);
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -388,4 +396,37 @@ fn send_async_waits_for_space_and_cancels_cleanly() {
     println!("{cancelled} cancelled sends");
     assert_eq!(inspect("small", &small).unwrap().space_waiters, 0);
     assert_eq!(finish(child, LIMIT), vec![format!("received {COUNT}")]);
+}
+
+/// A publisher process SIGKILLed with a claim outstanding at an async
+/// subscriber's cursor: the subscriber's bounded arm and look-around finish
+/// the dead claim, and the next message of another publisher arrives.
+#[test]
+fn async_subscriber_passes_a_dead_publishers_claim() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sub = Subscriber::open_or_create("stuck", &cfg(dir.path()), StartAt::Latest).unwrap();
+    let mut publ = Publisher::open_or_create("stuck", &cfg(dir.path())).unwrap();
+    let mut child = spawn("claim_and_hang", dir.path(), &[]);
+    // The child's first lines are the test harness's; it prints READY with the claim open.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "READY" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the child ended before claiming");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        // Parked behind the claim, then the claimer dies.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), sub.recv_async()).await;
+        assert!(waiting.is_err(), "nothing can be read before the claim is finished");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        publ.send(b"after").unwrap();
+        let msg =
+            tokio::time::timeout(LIMIT, sub.recv_async()).await.expect("the message after the dead claim").unwrap();
+        assert_eq!(&msg[..], b"after");
+    });
+    assert_eq!(sub.abandoned(), 1);
+    assert_eq!(inspect("stuck", &cfg(dir.path())).unwrap().data_waiters, 0);
 }
