@@ -168,6 +168,13 @@ impl Consumer {
     /// therefore never overwritten before we pass them, and that is where we
     /// start: lossless from the moment we return, for either start.
     fn place(&mut self, start: StartAt) {
+        self.place_from(start, None);
+    }
+
+    /// `place`, for a rejoin after an eviction: never before `from` (the
+    /// cursor we had), so nothing is delivered twice; from there when those
+    /// bytes are still intact, else from the oldest frame.
+    fn place_from(&mut self, start: StartAt, from: Option<u64>) {
         let region = &self.bus.region;
         let m = &region.mem;
         let slot = self.bus.slot;
@@ -177,7 +184,10 @@ impl Consumer {
         let mut hold = t0;
         if !self.overwrite {
             if start == StartAt::Oldest {
-                hold = self.oldest_frame(t0);
+                hold = match from {
+                    Some(c) if distance(c, t0) <= cap => c,
+                    _ => self.oldest_frame(t0),
+                };
             }
             own.u64(SLOT_HOLD).store(hold, Ordering::Relaxed);
             own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
@@ -320,7 +330,7 @@ impl Consumer {
     /// oldest frame still in the ring, and report what was lost there.
     fn rejoin(&mut self) {
         let expected = self.expected_seq;
-        self.place(StartAt::Oldest);
+        self.place_from(StartAt::Oldest, Some(self.cursor));
         // `place` cleared the mark with our new hold, before its epoch increment.
         self.expected_seq = expected;
         self.lag_pending = true;
