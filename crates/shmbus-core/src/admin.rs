@@ -272,6 +272,12 @@ pub fn remove(name: &str, cfg: &BusConfig, force: bool) -> Result<PathBuf> {
         Err(e) => return Err(Error::io(name, &path, "inspect", e)),
     }
     let file = os::open_existing(&path, true).map_err(|e| Error::io(name, &path, "open", e))?;
+    // A regular file that is not a bus (no magic number) is someone else's:
+    // only `force` removes it, as it removes a symlink or a directory entry
+    // of another kind (and a bus whose header was scribbled over).
+    if !force && !starts_with_magic(&file) {
+        return Err(Error::Foreign { bus: name.into(), path });
+    }
     let alone = matches!(os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Exclusive), Ok(true));
     if !alone && !force {
         return Err(Error::InUse { bus: name.into(), path });
@@ -280,4 +286,12 @@ pub fn remove(name: &str, cfg: &BusConfig, force: bool) -> Result<PathBuf> {
         return Err(Error::NotFound { bus: name.into(), path });
     }
     Ok(path)
+}
+
+/// Whether the file starts with the bus magic number (read with `pread`,
+/// not through a mapping: the file may be anything, of any length).
+fn starts_with_magic(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, OFF_MAGIC as u64).is_ok() && u64::from_le_bytes(magic) == MAGIC
 }
