@@ -115,7 +115,8 @@ impl Transport {
     /// The `mode` field of a JSON record: how the receiving side waits.
     pub fn mode(self) -> &'static str {
         match self {
-            Transport::ShmbusSpin | Transport::ShmbusLoan | Transport::RawAtomic | Transport::RawRing => "busy-spin",
+            Transport::ShmbusSpin | Transport::RawAtomic | Transport::RawRing => "busy-spin",
+            Transport::ShmbusLoan => "busy-spin, no payload copy",
             Transport::ShmbusSpinPark => "spin-then-park",
             Transport::ShmbusPark | Transport::RawFutex => "park",
             Transport::UdsStream | Transport::UdsSeqpacket | Transport::Tcp | Transport::Pipe => "blocking",

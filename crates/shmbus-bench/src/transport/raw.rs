@@ -44,9 +44,12 @@ fn pingpong_path(spec: &ChildSpec) -> PathBuf {
 /// Bytes from one direction's sequence word to the other's: whole pages plus
 /// half a page. With a whole number of pages, the echo's copy from one
 /// direction's payload to the other's has its source and destination at the
-/// same offset in a page (4 KiB aliasing: every load looks like it depends
-/// on the store 4 KiB before it), which made the 64 KiB raw ping-pong slower
-/// than shmbus's (4.6 against 2.0 µs one-way in the first captured run).
+/// same offset in a page, the layout that 4 KiB aliasing (loads that seem to
+/// depend on the store 4 KiB before them) would slow down. It was suspected
+/// when the first captured run had the 64 KiB raw ping-pong at 4.6 µs against
+/// shmbus's 2.0 µs; measured since (docs/benchmarks.md), both layouts give
+/// the same figure (about 870 ns one-way), so aliasing was not the cause
+/// here. The half page stays: it costs nothing and rules it out elsewhere.
 fn chan_len(size: usize) -> usize {
     (PAYLOAD + size).next_multiple_of(4096) + 2048
 }
