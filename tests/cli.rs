@@ -916,3 +916,45 @@ fn top_once_json_shows_peers_rates_and_stale_ones() {
     assert_eq!(publ.finish().0, 0);
     assert_eq!(sub.finish().0, 0);
 }
+
+#[test]
+fn inspect_and_ls_read_a_bus_this_process_may_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("buses");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Root may write any file: run the commands as an ordinary user that
+    // owns the directory, so that 0400 really means read-only for them.
+    // SAFETY: geteuid has no preconditions.
+    let as_user = unsafe { libc::geteuid() } == 0;
+    const NOBODY: u32 = 65534;
+    if as_user {
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let cmd = |args: &[&str]| {
+        let mut c = shmbus(&dir);
+        c.args(args);
+        if as_user {
+            c.uid(NOBODY).gid(NOBODY);
+        }
+        c
+    };
+    let (code, _, err) = run(&mut cmd(&["create", "ro", "--persistent", "--mode", "0600"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&mut cmd(&["pub", "ro", "one", "two"]));
+    assert_eq!(code, 0, "{err}");
+    std::fs::set_permissions(bus_file(&dir, "ro"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, out, err) = run(&mut cmd(&["inspect", "ro", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(st["published"], 2, "{out}");
+    assert!(st["tail"].as_u64().unwrap() > 0, "{out}");
+    let (code, out, err) = run(&mut cmd(&["ls", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let ls: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(ls[0]["error"].is_null(), "{out}");
+    assert_eq!(ls[0]["capacity"], 1 << 20, "{out}");
+}
