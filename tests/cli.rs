@@ -17,9 +17,14 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The `shmbus` binary, built once per test run. `cargo test` of the root
 /// package does not build another package's binary, so ask cargo for it (a
 /// no-op when it is up to date) and take the path cargo reports.
+/// `SHMBUS_TEST_BIN=/path/to/shmbus` runs the suite against that binary
+/// instead (an installed one, or an older build to see a test fail).
 fn shmbus_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SHMBUS_TEST_BIN") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", "shmbus-cli", "--bin", "shmbus", "--message-format=json-render-diagnostics"])
