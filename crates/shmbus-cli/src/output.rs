@@ -34,6 +34,11 @@ pub enum Flushed {
     Closed,
 }
 
+/// What `poll` reports on stdout when nobody will read it again: the reading
+/// end of its pipe was closed (`POLLERR`), the terminal hung up (`POLLHUP`),
+/// or stdout itself was closed (`POLLNVAL`).
+const GONE: PollFlags = PollFlags::POLLERR.union(PollFlags::POLLHUP).union(PollFlags::POLLNVAL);
+
 /// Most bytes one `write` to a pipe may carry: a pipe with room for one more
 /// buffer (what `poll` reports as writable) takes this much without blocking.
 const PIPE_BUF: usize = 4096;
@@ -93,7 +98,7 @@ impl Sink {
     /// closed). Does not wait.
     pub fn closed(&self) -> Result<bool, CliError> {
         let r = self.wait_writable(Duration::ZERO)?;
-        Ok(r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        Ok(r.intersects(GONE))
     }
 
     /// Writes everything buffered, waiting for room in slices of at most
@@ -101,7 +106,7 @@ impl Sink {
     pub fn flush(&mut self, stop: &Stop) -> Result<Flushed, CliError> {
         while !self.buf.is_empty() {
             let r = self.wait_writable(SLICE)?;
-            if r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+            if r.intersects(GONE) {
                 return Ok(Flushed::Closed);
             }
             if !r.contains(PollFlags::POLLOUT) {

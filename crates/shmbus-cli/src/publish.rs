@@ -39,7 +39,8 @@ fn pace(start: Instant, i: u64, rate: Option<f64>, stop: &Stop) -> bool {
     // `--rate` is bounded (see `parse_rate`), but a far-away due time must
     // still not overflow: it is then simply never reached.
     let Some(due) = Duration::try_from_secs_f64(i as f64 / rate).ok().and_then(|d| start.checked_add(d)) else {
-        return stop.sleep(Duration::MAX);
+        while stop.sleep(Duration::from_secs(3600)) {}
+        return false;
     };
     let now = Instant::now();
     if due > now {
