@@ -85,8 +85,7 @@ impl Sink {
 
     fn wait_writable(&self, timeout: Duration) -> Result<PollFlags, CliError> {
         let mut fds = [PollFd::new(self.fd(), PollFlags::POLLOUT)];
-        let ms =
-            PollTimeout::try_from(timeout.as_millis().min(u128::from(u16::MAX)) as u16).unwrap_or(PollTimeout::ZERO);
+        let ms = PollTimeout::from(timeout.as_millis().min(u128::from(u16::MAX)) as u16);
         match poll(&mut fds, ms) {
             Ok(_) => Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
             Err(Errno::EINTR) => Ok(PollFlags::empty()),
