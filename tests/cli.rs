@@ -967,3 +967,19 @@ fn inspect_and_ls_read_a_bus_this_process_may_not_write() {
     assert!(ls[0]["error"].is_null(), "{out}");
     assert_eq!(ls[0]["capacity"], 1 << 20, "{out}");
 }
+
+#[test]
+fn demo_says_how_the_receivers_wait_and_compares_like_with_like() {
+    let dir = tempfile::tempdir().unwrap();
+    // auto: the choice and its reason are printed, whatever the machine.
+    let (code, out, err) = run(shmbus(dir.path()).args(["demo", "--duration", "0.3"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("subscribers wait with") && out.contains("(auto: "), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("transport") && l.contains("receivers")), "{out}");
+    // park: socket receivers block in read, as the subscribers sleep in the kernel.
+    let (code, out, err) = run(shmbus(dir.path()).args(["demo", "--duration", "0.3", "--wait", "park"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("subscribers wait with park (--wait)") && out.contains("block in read()"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("unix socket") && l.contains("blocking read")), "{out}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{out}");
+}
