@@ -692,7 +692,7 @@ fn a_publisher_started_after_a_counting_subscriber_does_not_linger() {
 }
 
 #[test]
-fn pub_asks_the_terminal_question_once_not_per_message() {
+fn pub_asks_the_terminal_question_once_and_lingers_without_reopening_the_bus_every_2_ms() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace");
     let st = Command::new("strace").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -717,6 +717,22 @@ fn pub_asks_the_terminal_question_once_not_per_message() {
     let text = std::fs::read_to_string(&trace).unwrap();
     let tcgets = text.lines().filter(|l| l.contains("TCGETS")).count();
     assert!(tcgets < 10, "{tcgets} TCGETS ioctls for 3000 messages:\n{text}");
+
+    // Lingering for a second with nobody coming: the bus file is opened (and
+    // mapped) to look at it about 30 times, not every 2 ms (333 times measured
+    // under strace before issue 13).
+    let (code, _, err) = run(Command::new("strace")
+        .args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&trace)
+        .arg(shmbus_bin())
+        .arg("--dir")
+        .arg(&bus_dir)
+        .args(["pub", "lonely", "--count", "10", "--linger", "1"])
+        .stdin(Stdio::null()));
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let opens = text.lines().filter(|l| l.contains("lonely.bus")).count();
+    assert!(opens < 60, "the bus file was opened {opens} times while lingering for 1 s");
 }
 
 #[test]
