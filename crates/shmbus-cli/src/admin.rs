@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use shmbus::{BusConfig, BusStatus, GcAction, PeerKind};
 
-use crate::attach::creation_config;
+use crate::attach::{check_values, creation_config};
 use crate::error::{CliError, CliResult};
 use crate::output::{print, table};
 use crate::units::{bytes_both, human_bytes};
@@ -33,6 +33,7 @@ fn kind_str(k: PeerKind) -> &'static str {
 
 /// `shmbus create NAME`.
 pub fn create(name: &str, base: &BusConfig, sizing: &SizingArgs) -> CliResult {
+    check_values(name, base, sizing, false)?;
     let cfg = creation_config(base, sizing)?;
     let info = shmbus::create_bus(name, &cfg)?;
     let path = shmbus::core::bus_path(&shmbus::core::resolve_dir(&cfg), name);
@@ -42,11 +43,12 @@ pub fn create(name: &str, base: &BusConfig, sizing: &SizingArgs) -> CliResult {
         "not persistent: removed when its last peer detaches, or by `shmbus gc` while none is attached"
     };
     print(&format!(
-        "created bus '{name}' at {}: capacity {}, max message {}, overflow {}, {lifetime}\n",
+        "created bus '{name}' at {}: capacity {}, max message {}, overflow {}, {} peer slots, {lifetime}\n",
         path.display(),
         human_bytes(info.capacity),
         bytes_both(u64::from(info.max_message)),
         info.overflow,
+        info.peer_slots,
     ))?;
     Ok(0)
 }

@@ -384,6 +384,19 @@ impl Region {
 
     /// Maps and validates an already opened file.
     pub(crate) fn from_file(name: &str, path: PathBuf, file: File, size: u64) -> Result<Region> {
+        Self::from_file_mapped(name, path, file, size, false)
+    }
+
+    /// As [`Region::from_file`], with a read-only mapping of a file opened
+    /// read-only: for looking at a bus (inspect, list) whose file this
+    /// process may read but not write. Nothing may store into such a region,
+    /// nor use a read-modify-write on it (a 128-bit atomic load can be a
+    /// `cmpxchg16b`, which writes): only plain atomic loads.
+    pub(crate) fn from_file_read_only(name: &str, path: PathBuf, file: File, size: u64) -> Result<Region> {
+        Self::from_file_mapped(name, path, file, size, true)
+    }
+
+    fn from_file_mapped(name: &str, path: PathBuf, file: File, size: u64, read_only: bool) -> Result<Region> {
         if size < HEADER_SIZE as u64 {
             return Err(Error::corrupt(
                 name,
@@ -394,9 +407,9 @@ impl Region {
         if size > MAX_CAPACITY + 64 * 1024 * 1024 {
             return Err(Error::corrupt(name, &path, format!("the file is {size} bytes, larger than any bus")));
         }
-        let map = memmap2::MmapOptions::new()
-            .len(size as usize)
-            .map_raw(&file)
+        let mut opts = memmap2::MmapOptions::new();
+        opts.len(size as usize);
+        let map = if read_only { opts.map_raw_read_only(&file) } else { opts.map_raw(&file) }
             .map_err(|e| Error::io(name, &path, "map", e))?;
         let mem = Mem { base: map.as_mut_ptr(), len: size as usize };
         let info = validate_header(&mem, size, name, &path)?;
