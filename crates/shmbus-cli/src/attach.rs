@@ -73,6 +73,9 @@ pub fn creation_config(base: &BusConfig, s: &SizingArgs) -> Result<BusConfig, Er
     if let Some(n) = s.max_peers {
         cfg = cfg.max_peers(n);
     }
+    if let Some(e) = s.evict_after {
+        cfg = cfg.evict_after(std::time::Duration::from_secs_f64(e));
+    }
     Ok(cfg)
 }
 

@@ -94,6 +94,18 @@ pub struct SizingArgs {
     /// Peer slots: the most publishers and subscribers attached at once, 1 to 1024 [default when creating: 64].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(shmbus::core::layout::MAX_PEERS)))]
     pub max_peers: Option<u32>,
+    /// Block mode: evict a subscriber that has held publishers back this many seconds (a stopped or
+    /// stuck reader); it then reports what it lost and goes on [default when creating: never].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_evict_after)]
+    pub evict_after: Option<f64>,
+}
+
+fn parse_evict_after(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.001..=86_400.0).contains(&v) {
+        return Err(format!("{s} is not between 0.001 and 86400 seconds"));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Args)]

@@ -15,13 +15,35 @@ use crate::{attach, clock, synthetic, PubArgs};
 /// Synthetic messages sent when `--count` is not given.
 pub const DEFAULT_COUNT: u64 = 1000;
 
+/// Whether `send` already said who holds this process's publisher back.
+static BLOCKED_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Publishes one message, waiting for space in slices so a signal is noticed.
-/// Returns false if a stop was requested before it was sent.
+/// A message abandoned while this process was stopped between claim and
+/// commit is sent again. The first time a subscriber holds the publisher back
+/// for a second or more, says so once on stderr. Returns false if a stop was
+/// requested before it was sent.
 pub fn send(publ: &mut Publisher, msg: &[u8], stop: &Stop) -> Result<bool, CliError> {
     loop {
         match publ.send_timeout(msg, SLICE) {
             Ok(()) => return Ok(true),
+            Err(SendError::Abandoned { .. }) => {}
             Err(SendError::Timeout | SendError::Full) => {
+                if let Some(b) = publ.blocked_by() {
+                    if !BLOCKED_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        eprintln!(
+                            "shmbus: bus '{}': waiting {:.1} s for the {} in slot {} (pid {}), {} behind: it is not \
+                             reading (stopped, stuck or slow); block mode waits for it (create the bus with \
+                             --evict-after to drop such a reader, or stop that process)",
+                            publ.name(),
+                            b.waited.as_secs_f64(),
+                            b.kind,
+                            b.slot,
+                            b.pid,
+                            crate::units::human_bytes(b.behind)
+                        );
+                    }
+                }
                 if stop.requested() {
                     return Ok(false);
                 }

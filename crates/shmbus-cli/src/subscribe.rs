@@ -6,7 +6,7 @@ use shmbus::{BusConfig, Overflow, RecvError, Subscriber};
 
 use crate::error::{CliError, CliResult, EXIT_TIMEOUT, EXIT_VERIFY};
 use crate::output::{progress_wanted, spinner, Flushed, Sink};
-use crate::signals::{Stop, SLICE};
+use crate::signals::Stop;
 use crate::units::human_rate;
 use crate::verify::Verifier;
 use crate::{attach, SubArgs};
@@ -23,6 +23,9 @@ enum End {
 pub fn run(a: &SubArgs, base: &BusConfig) -> CliResult {
     let stop = Stop::install();
     let mut sub = attach::open::<Subscriber>(&a.name, base, &a.sizing, a.from)?;
+    // Waits end on SIGINT/SIGTERM (and on the stdout watcher's wake-up)
+    // without polling: an idle `sub` makes no periodic wake-ups.
+    sub.set_interruptible(true);
     let overwrite = sub.info().overflow == Overflow::Overwrite;
     let mut verifier = a.verify.then(|| Verifier::new(overwrite));
     let result = receive(&mut sub, a, &stop, verifier.as_mut());
@@ -172,6 +175,10 @@ fn receive(
     let bus_err = |e: RecvError, sub: &Subscriber| {
         CliError::new(format!("bus '{}' at {}: {e}", sub.name(), sub.path().display()))
     };
+    if print_messages {
+        crate::signals::watch_stdout_gone(crate::signals::MainWaker::here());
+    }
+    let mut abandoned = sub.abandoned();
     let end = loop {
         if received >= limit {
             break End::Count;
@@ -199,14 +206,21 @@ fn receive(
                         if left.is_zero() {
                             break End::Timeout;
                         }
-                        left.min(SLICE)
+                        Some(left)
                     }
-                    None => SLICE,
+                    None => None,
                 };
-                sub.recv_into(&mut buf, Some(wait))
+                sub.recv_into(&mut buf, wait)
             }
             other => other,
         };
+        let now_abandoned = sub.abandoned();
+        if now_abandoned != abandoned {
+            if let Some(v) = verifier.as_deref_mut() {
+                v.on_abandoned(now_abandoned - abandoned);
+            }
+            abandoned = now_abandoned;
+        }
         match got {
             Ok(seq) => {
                 received += 1;

@@ -84,6 +84,10 @@ pub struct Verifier {
     pub duplicated: u64,
     /// Total the bus reported lost through `Lagged`.
     pub lagged: u64,
+    /// Messages the bus reported abandoned (a publisher claimed space and
+    /// never committed it: it died, was stopped past the unblock timeout, or
+    /// dropped a loan). Each took a place in the total order.
+    pub abandoned: u64,
     interior_lost: u64,
     last_bus_seq: Option<u64>,
     pending_lag: u64,
@@ -114,6 +118,14 @@ impl Verifier {
             self.corrupt += 1;
             self.note(format!("the bus reported {lost} messages lost, but it is in block mode"));
         }
+    }
+
+    /// The bus passed `n` abandoned claims (`Subscriber::abandoned` grew):
+    /// they took places in the total order, so they are neither lost nor a
+    /// gap in the bus's accounting.
+    pub fn on_abandoned(&mut self, n: u64) {
+        self.abandoned = self.abandoned.saturating_add(n);
+        self.pending_lag = self.pending_lag.saturating_add(n);
     }
 
     /// A message at place `bus_seq` of the bus's total order. Returns its
@@ -204,7 +216,8 @@ impl Verifier {
     }
 
     /// The summary line: `received=N lost=L corrupt=C reordered=R
-    /// duplicated=D`, followed by ` before_attach=B` when B is not 0.
+    /// duplicated=D`, followed by ` before_attach=B` when B is not 0 and
+    /// ` abandoned=A` when A is not 0.
     pub fn summary(&self) -> String {
         let mut s = format!(
             "received={} lost={} corrupt={} reordered={} duplicated={}",
@@ -212,6 +225,9 @@ impl Verifier {
         );
         if self.before_attach > 0 {
             s.push_str(&format!(" before_attach={}", self.before_attach));
+        }
+        if self.abandoned > 0 {
+            s.push_str(&format!(" abandoned={}", self.abandoned));
         }
         s
     }
@@ -222,6 +238,14 @@ impl Verifier {
         let mut out = self.notes.clone();
         if self.notes_dropped > 0 {
             out.push(format!("... and {} more problems", self.notes_dropped));
+        }
+        if self.abandoned > 0 {
+            out.push(format!(
+                "note: abandoned={}: publishers claimed that many places in the bus and never committed them \
+                 (a publisher died or was stopped longer than the unblock timeout between claim and commit); \
+                 those messages were not published, so they are not lost",
+                self.abandoned
+            ));
         }
         if self.before_attach > 0 {
             out.push(format!(

@@ -149,6 +149,9 @@ pub struct Producer {
     blocked: Option<Blocker>,
     /// Wake calls in a row that found nobody parked.
     empty_wakes: u32,
+    /// The peer our waits for space have been held back by, and since when
+    /// (kept across waits with deadlines, cleared by a successful claim).
+    gate: Option<(u32, Instant)>,
 }
 
 impl Producer {
@@ -173,6 +176,7 @@ impl Producer {
             inflight: None,
             blocked: None,
             empty_wakes: 0,
+            gate: None,
         }
     }
 
@@ -295,7 +299,7 @@ impl Producer {
         };
         let unblock = self.unblock;
         let quarantine = std::cell::RefCell::new(std::mem::take(&mut self.quarantine));
-        let gating: Cell<Option<(u32, Instant)>> = Cell::new(None);
+        let gating: Cell<Option<(u32, Instant)>> = Cell::new(self.gate);
         let blocked: std::cell::RefCell<Option<Blocker>> = std::cell::RefCell::new(None);
         let waited = crate::wait::wait_until(
             self.wait,
@@ -372,6 +376,7 @@ impl Producer {
             },
         );
         self.quarantine = quarantine.into_inner();
+        self.gate = gating.get();
         if let Some(b) = blocked.into_inner() {
             self.blocked = Some(b);
         }
@@ -522,6 +527,7 @@ impl Producer {
             let info = ClaimInfo { placement: p, seq, len, before };
             self.inflight = Some(info);
             self.blocked = None;
+            self.gate = None;
             return Some(Claim { frame_start: p.frame_start, seq, len });
         }
         self.guess = None;

@@ -33,6 +33,10 @@ use crate::os;
 /// CPUs (4096 pauses took 109 µs on this machine's AMD EPYC).
 const SPIN_TIME: Duration = Duration::from_micros(20);
 
+/// The longest park of a waiter that nobody owes anything (it is woken by a
+/// publisher, or a signal, long before).
+const LONG_PARK: Duration = Duration::from_secs(3600);
+
 /// Where a peer parks and how wakers learn that it is there. Waiting is
 /// accounted per peer: a peer in slot `i < 64` parks by setting bit `i` of
 /// the header's `mask` (one atomic operation, undone exactly by whoever reaps
@@ -166,7 +170,11 @@ pub(crate) fn wait_until(
             parking.withdraw();
             return Waited::Ready;
         }
-        let slice = if patrol() { Some(left.map_or(PARK_SLICE, |l| l.min(PARK_SLICE))) } else { left };
+        // Even "until woken" carries a (long) timeout: the kernel restarts an
+        // untimed futex wait after a signal handler with SA_RESTART, but
+        // never a timed one, so a signal always ends the park (EINTR).
+        let slice =
+            if patrol() { Some(left.map_or(PARK_SLICE, |l| l.min(PARK_SLICE))) } else { left.or(Some(LONG_PARK)) };
         let interrupted = os::futex_wait(parking.futex, seen, slice.map(|s| s.max(Duration::from_micros(1))));
         parking.withdraw();
         if interrupted && interruptible {
