@@ -33,6 +33,7 @@
 compile_error!("shmbus-core currently supports Linux only (futexes and OFD locks); see docs/architecture.md");
 
 mod admin;
+mod atomic128;
 mod bus;
 mod config;
 mod consumer;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use portable_atomic::AtomicU128;
+use crate::atomic128::AtomicU128;
 
 use crate::config::{BusConfig, Overflow};
 use crate::error::{Error, Result};
