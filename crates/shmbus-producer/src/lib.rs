@@ -408,7 +408,20 @@ impl Publisher {
 /// publishes nothing (the space becomes padding that subscribers skip, and
 /// count as one abandoned message).
 ///
-/// While a loan is open, subscribers cannot read past it, so keep it short.
+/// While a loan is open, subscribers cannot read past it, so keep it short:
+/// a loan held longer than another peer's unblock timeout (default 1 s) is
+/// abandoned by that peer, its bytes are quarantined (no one else writes or
+/// reads them until the loan ends), and [`commit`](Loan::commit) returns
+/// [`SendError::Abandoned`].
+///
+/// # What the `&mut [u8]` points at
+///
+/// The slice is the ring's bytes in a shared mapping, claimed for this loan
+/// alone: no cooperating peer writes them until the loan ends (if it is
+/// abandoned, they stay quarantined until then). Subscribers never read them
+/// before the commit. Another process with write access to the bus file (a
+/// buggy or hostile one) could still change them under you; what it can do
+/// is limited to the bytes of the frame.
 ///
 /// A loan borrows its publisher mutably, so no second send can start while it lives:
 /// ```compile_fail
