@@ -399,7 +399,9 @@ impl Producer {
         let own = self.bus.region.slot(self.bus.slot);
         let flags = own.u32(SLOT_HOLD_FLAGS);
         self.version = self.version.wrapping_add(1) & 0x00ff_ffff;
-        flags.store(self.version << 8, Ordering::Relaxed);
+        // Release (a plain store on x86): whoever reads this value sees our
+        // last commit (see `Region::claim_is_real`).
+        flags.store(self.version << 8, Ordering::Release);
         // SYNC POINT with the fence(Acquire) of a reader in `Region::announced`.
         fence(Ordering::Release);
         own.u64(SLOT_HOLD_END).store(p.claim_end, Ordering::Relaxed);
@@ -489,7 +491,7 @@ impl Producer {
             // finds it). A compiler barrier only on x86.
             fence(Ordering::Release);
             let own = self.bus.region.slot(self.bus.slot);
-            own.u32(SLOT_HOLD_FLAGS).store((self.version << 8) | HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
+            own.u32(SLOT_HOLD_FLAGS).store((self.version << 8) | HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Release);
             // SYNC POINT with the SeqCst epoch increment (after a hold store) of
             // an attaching subscriber, an abandoner or an evictor: if it came
             // after our limit was computed, our claim may reach bytes its hold
