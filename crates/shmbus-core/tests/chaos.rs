@@ -249,6 +249,10 @@ fn __child() {
                         pending_lost = 0;
                         prev = Some(seq);
                         delivered += 1;
+                        if delivered % 4096 == 0 {
+                            // For the figures: what a subscriber killed later had checked.
+                            say(format!("progress delivered {delivered} lost {lost} abandoned {abandoned}"));
+                        }
                         if buf.len() != len {
                             f.torn += 1;
                             f.note(format!("seq {seq}: Poll says {len} bytes, buffer has {}", buf.len()));
@@ -363,6 +367,10 @@ struct Counts {
     lagged: u64,
     faults: u64,
     notes_from_killed: u64,
+    /// Checked by subscribers that were killed later (their last progress line).
+    killed_delivered: u64,
+    killed_lost: u64,
+    killed_abandoned: u64,
 }
 
 fn field(line: &str, name: &str) -> u64 {
@@ -456,13 +464,23 @@ fn run(v: Variant, secs: u64, seed: u64) -> (Counts, Vec<String>) {
                 let i = rng.range(0, children.len() as u64) as usize;
                 let mut ch = children.swap_remove(i);
                 ch.proc.kill();
-                ch.drain();
+                // Everything it said before it died (its stdout is closed now).
+                while let Some(l) = ch.proc.line(Duration::from_secs(1)) {
+                    ch.lines.push(l);
+                }
                 notes.extend(
                     ch.lines.iter().filter(|l| l.starts_with("note ")).map(|l| format!("killed subscriber: {l}")),
                 );
                 match ch.kind {
                     Kind::Pub => counts.pub_kills += 1,
-                    Kind::Sub => counts.sub_kills += 1,
+                    Kind::Sub => {
+                        counts.sub_kills += 1;
+                        if let Some(p) = ch.lines.iter().rev().find(|l| l.starts_with("progress ")) {
+                            counts.killed_delivered += field(p, "delivered");
+                            counts.killed_lost += field(p, "lost");
+                            counts.killed_abandoned += field(p, "abandoned");
+                        }
+                    }
                 }
             }
             _ => {}
@@ -575,7 +593,7 @@ fn chaos_every_sequence_number_accounted_for() {
         figure(
             &format!("chaos_{}", v.name()),
             &format!(
-                "secs={secs} pub_attaches={} sub_attaches={} sub_oldest={} stops={} stops_over_unblock={} pub_kills={} sub_kills={} subs_checked={} pubs_checked={} delivered={} sent_by_checked_pubs={} lost={} abandoned_seen={} abandoned_commits={} lagged={} faults={} faults_of_killed={}",
+                "secs={secs} pub_attaches={} sub_attaches={} sub_oldest={} stops={} stops_over_unblock={} pub_kills={} sub_kills={} subs_checked={} pubs_checked={} delivered={} sent_by_checked_pubs={} lost={} abandoned_seen={} abandoned_commits={} lagged={} faults={} faults_of_killed={} killed_subs_delivered={} killed_subs_lost={} killed_subs_abandoned={}",
                 c.pub_spawns,
                 c.sub_spawns,
                 c.sub_oldest,
@@ -592,7 +610,10 @@ fn chaos_every_sequence_number_accounted_for() {
                 c.abandoned_commits,
                 c.lagged,
                 c.faults,
-                c.notes_from_killed
+                c.notes_from_killed,
+                c.killed_delivered,
+                c.killed_lost,
+                c.killed_abandoned
             ),
         );
     }
