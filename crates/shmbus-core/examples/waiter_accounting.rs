@@ -169,7 +169,7 @@ fn stream(overflow: Overflow, reader: bool, window: Duration) -> ((f64, f64), (f
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(Poll::Message { .. }) = s.read(&mut buf, Some(Instant::now() + Duration::from_millis(10))) {
                     n += 1;
-                    if n % 1024 == 0 {
+                    if n.is_multiple_of(1024) {
                         counted.store(n, Ordering::Relaxed);
                     }
                 }

@@ -249,7 +249,7 @@ fn __child() {
                         pending_lost = 0;
                         prev = Some(seq);
                         delivered += 1;
-                        if delivered % 4096 == 0 {
+                        if delivered.is_multiple_of(4096) {
                             // For the figures: what a subscriber killed later had checked.
                             say(format!("progress delivered {delivered} lost {lost} abandoned {abandoned}"));
                         }
