@@ -8,15 +8,13 @@
 //! is validated afterwards against the tail (a seqlock): if any claim reached
 //! a lap past the frame, the copy is discarded and we resynchronise.
 
-use std::sync::atomic::{fence, Ordering};
-use std::time::Instant;
-
 use crate::bus::Bus;
 use crate::config::{Overflow, PeerKind, StartAt, WaitStrategy};
 use crate::error::Result;
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, FrameKind};
+use crate::sync::{fence, Instant, Ordering};
 
 /// The outcome of one read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,6 +43,7 @@ mod peers;
 mod producer;
 mod region;
 pub mod ring;
+mod sync;
 mod wait;
 
 #[cfg_attr(target_os = "linux", path = "os/linux.rs")]

@@ -8,7 +8,6 @@
 //! slot: it first repairs what that peer left behind (a claimed but
 //! uncommitted frame becomes padding) and then clears it.
 
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::PeerKind;
@@ -17,6 +16,7 @@ use crate::layout::*;
 use crate::os::{self, LockKind};
 use crate::region::Region;
 use crate::ring::{at_or_before, distance};
+use crate::sync::Ordering;
 
 impl Region {
     /// Tries to take slot `slot`'s liveness lock. Heap regions have no locks:

@@ -9,15 +9,13 @@
 //! frame still being written and a reader can repair the frame if this
 //! process dies before committing it.
 
-use std::sync::atomic::{fence, Ordering};
-use std::time::Instant;
-
 use crate::bus::Bus;
 use crate::config::{Overflow, PeerKind, WaitStrategy};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, Placement};
+use crate::sync::{fence, Instant, Ordering};
 
 /// Why a message could not be claimed.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ use linux_futex::{AsFutex, Shared, TimedWaitError};
 /// Parks on a futex word in shared memory while it holds `expected`, for at
 /// most `timeout`. Returns on wake-up, value change, signal or timeout; the
 /// caller always re-checks its condition.
+#[cfg_attr(loom, allow(dead_code))] // under loom, `sync::os` emulates it
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     // A shared futex (no FUTEX_PRIVATE_FLAG): it wakes waiters in other processes.
     let futex = AsFutex::<Shared>::as_futex(word);
@@ -25,6 +26,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 }
 
 /// Wakes every process parked on the futex word.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn futex_wake_all(word: &AtomicU32) {
     let futex = AsFutex::<Shared>::as_futex(word);
     futex.wake(i32::MAX);
