@@ -84,6 +84,13 @@ fn model(name: &str, bound: usize, f: impl Fn() + Sync + Send + 'static) {
 /// Reads everything until the publishers are `done` and the ring is drained,
 /// checking each message; returns the sequence numbers received.
 fn drain(sub: &mut Consumer, done: &AtomicBool) -> Vec<u64> {
+    drain_lagged(sub, done, false).0
+}
+
+/// As `drain`; with `allow_lagged`, a `Lagged` is counted (and returned)
+/// instead of failing the model.
+fn drain_lagged(sub: &mut Consumer, done: &AtomicBool, allow_lagged: bool) -> (Vec<u64>, u64) {
+    let mut lagged = 0;
     let mut buf = Vec::new();
     let mut got = Vec::new();
     loop {
@@ -95,8 +102,9 @@ fn drain(sub: &mut Consumer, done: &AtomicBool) -> Vec<u64> {
                 assert!(intact(seq, &buf), "message #{seq} delivered torn: {buf:?}");
                 got.push(seq);
             }
+            Poll::Lagged { lost } if allow_lagged => lagged += lost,
             Poll::Lagged { lost } => panic!("Lagged({lost}) in block mode after {got:?}"),
-            Poll::Empty if finished => return got,
+            Poll::Empty if finished => return (got, lagged),
             Poll::Empty => thread::yield_now(),
         }
     }
@@ -132,16 +140,52 @@ fn attach_latest_during_publish() {
     });
 }
 
-/// (a) A subscriber attaches at `Oldest` to a full ring (four `BIG` messages
-/// written before the threads start) while a publisher sends two small
-/// messages that overwrite the oldest frame (block mode). What it receives is
-/// intact, in order, without `Lagged`, and ends with the last message: what
-/// `Oldest` could not retain while attaching is simply not part of its replay.
+/// (a) A subscriber attaches at `Oldest` to a full ring while a publisher
+/// sends one small message that overwrites the oldest frame (block mode).
+/// The ring holds, oldest first, two small frames (#0, #1), three `BIG` ones
+/// and one of 864 bytes that ends the lap, all written before the threads
+/// start. The subscriber reads its first two messages: intact, in order, and
+/// no `Lagged` (what `Oldest` could not retain while attaching is simply not
+/// part of its replay). Only the small frames are read, to keep it cheap.
 #[test]
-#[ignore = "fails on current code: an Oldest attach gets Lagged in block mode (the publisher overwrites a frame \
-            the attaching subscriber already chose as its first; see docs/reliability.md); lead fixes the protocol"]
+#[ignore = "fails on current code: an Oldest attach gets Lagged(1) in block mode (a publisher that scanned the \
+            slots before the attaching subscriber's provisional hold was stored overwrites the frame the subscriber \
+            chose as its first; see docs/reliability.md); lead fixes the protocol"]
 fn attach_oldest_during_publish() {
-    model("attach_oldest_during_publish", 1, || {
+    model("attach_oldest_during_publish", 2, || {
+        let region = Region::heap(&config(Overflow::Block)).unwrap();
+        let mut publ = publisher(&region);
+        for (seq, len) in [SMALL, SMALL, BIG, BIG, BIG, 864].into_iter().enumerate() {
+            send(&mut publ, seq as u64, len);
+        }
+        let p = thread::spawn(move || send(&mut publ, 6, SMALL));
+        let mut sub = subscriber(&region, StartAt::Oldest);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match sub.read(&mut buf, None).expect("read") {
+                Poll::Message { seq, .. } => {
+                    assert!(intact(seq, &buf), "message #{seq} delivered torn: {buf:?}");
+                    got.push(seq);
+                }
+                other => panic!("{other:?} in block mode after {got:?}"),
+            }
+        }
+        // The publisher may be parked for space behind our hold: detaching
+        // releases it (and wakes it).
+        drop(sub);
+        p.join().unwrap();
+        assert_eq!(got[1], got[0] + 1, "not in order: {got:?}");
+    });
+}
+
+/// (a) The same race as `attach_oldest_during_publish`, tolerating the
+/// `Lagged` that model finds, to look further: what is delivered is still
+/// intact and in order, and the subscriber does not hang or miss the last
+/// message.
+#[test]
+fn attach_oldest_during_publish_intact() {
+    model("attach_oldest_during_publish_intact", 1, || {
         let region = Region::heap(&config(Overflow::Block)).unwrap();
         let mut publ = publisher(&region);
         for seq in 0..4 {
@@ -156,9 +200,9 @@ fn attach_oldest_during_publish() {
             d.store(true, Ordering::Release);
         });
         let mut sub = subscriber(&region, StartAt::Oldest);
-        let got = drain(&mut sub, &done);
+        let (got, _lagged) = drain_lagged(&mut sub, &done, true);
         p.join().unwrap();
-        assert_consecutive(&got, 5);
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
         assert_eq!(got.last(), Some(&5), "an Oldest subscriber attached before the last send missed it");
     });
 }
