@@ -257,6 +257,37 @@ fn two_publishers_two_messages_each() {
     model("two_publishers_two_messages_each", 1, || two_publishers(2));
 }
 
+/// (b) A publisher that detaches with a claim in flight (its `Drop` publishes
+/// the claim as padding) while another publisher sends: a parked subscriber
+/// skips the abandoned frame and receives the other message intact, with no
+/// `Lagged` (block mode).
+#[test]
+fn abandoned_claim_does_not_wedge() {
+    model("abandoned_claim_does_not_wedge", 2, || {
+        let region = Region::heap(&config(Overflow::Block)).unwrap();
+        let mut sub = subscriber(&region, StartAt::Latest);
+        let mut quitter = publisher(&region);
+        let mut sender = publisher(&region);
+        let q = thread::spawn(move || {
+            let claim = quitter.try_claim(SMALL);
+            assert!(claim.is_some(), "an empty ring refused a claim");
+            drop(quitter);
+        });
+        let s = thread::spawn(move || {
+            sender.send(&[0xab; SMALL], None).expect("send");
+        });
+        let mut buf = Vec::new();
+        match sub.read(&mut buf, None).expect("read") {
+            Poll::Message { len, .. } => assert_eq!(&buf[..len], &[0xab; SMALL], "torn or wrong payload"),
+            other => panic!("{other:?} in block mode"),
+        }
+        q.join().unwrap();
+        s.join().unwrap();
+        let after = sub.try_read(&mut buf).expect("read");
+        assert!(!matches!(after, Poll::Message { .. }), "the abandoned claim was delivered: {after:?}");
+    });
+}
+
 /// (c) Overwrite mode, the seqlock: a subscriber positioned at the oldest of
 /// four `BIG` frames copies it while a publisher laps it with a message of
 /// three words. The subscriber either delivers the old message intact or
