@@ -2,7 +2,6 @@
 //! attaches as a peer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use crate::bus::unlink_if_same;
 use crate::config::{BusConfig, PeerKind};
@@ -12,6 +11,7 @@ use crate::os::{self, LockKind};
 use crate::path::{bus_path, check_dir, resolve_dir, validate_name};
 use crate::region::{HeaderInfo, Region};
 use crate::ring::distance;
+use crate::sync::Ordering;
 
 /// One occupied peer slot.
 #[derive(Clone, Debug, PartialEq, Eq)]

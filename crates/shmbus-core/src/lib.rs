@@ -33,6 +33,7 @@
 compile_error!("shmbus-core currently supports Linux only (futexes and OFD locks); see docs/architecture.md");
 
 mod admin;
+#[cfg(not(loom))]
 mod atomic128;
 mod bus;
 mod config;
@@ -46,6 +47,7 @@ mod producer;
 mod region;
 pub mod ring;
 mod settings;
+mod sync;
 mod trust;
 pub mod typetag;
 mod wait;

@@ -8,7 +8,6 @@
 //! slot: it first repairs what that peer left behind (a claimed but
 //! uncommitted frame becomes padding) and then clears it.
 
-use std::sync::atomic::{fence, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::PeerKind;
@@ -17,6 +16,7 @@ use crate::layout::*;
 use crate::os::{self, LockKind};
 use crate::region::Region;
 use crate::ring::{at_or_before, distance};
+use crate::sync::{fence, Ordering};
 
 impl Region {
     /// Tries to take slot `slot`'s liveness lock. Heap regions have no locks:
@@ -207,7 +207,7 @@ impl Region {
                 return None;
             }
             if (f1 >> 8) & 1 == 1 {
-                std::hint::spin_loop();
+                crate::sync::spin_loop();
                 continue;
             }
             let start = s.u64(SLOT_HOLD).load(Ordering::Relaxed);

@@ -19,8 +19,7 @@
 //! writes nowhere that matters.
 
 use std::cell::Cell;
-use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bus::Bus;
 use crate::config::{Overflow, PeerKind, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
@@ -28,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, Placement};
+use crate::sync::{fence, Instant, Ordering};
 use crate::wait::{Parking, Waited};
 
 /// Why a message could not be claimed.

@@ -22,11 +22,11 @@
 //! it); on x86 the locked add already is a full barrier, so it costs little,
 //! and only on the way to a futex_wait.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::sync::{fence, os, spin_loop, AtomicU32, AtomicU64, Instant, Ordering};
 
 use crate::config::{WaitStrategy, PARK_SLICE};
-use crate::os;
 
 /// How long [`WaitStrategy::SpinThenPark`] spins before parking. Measured by
 /// the clock, not by pause instructions, whose length varies tenfold between
@@ -135,7 +135,7 @@ pub(crate) fn wait_until(
         }
         if spinning {
             for _ in 0..spin_pause.max(1) {
-                std::hint::spin_loop();
+                spin_loop();
             }
             // Look at the clock every 64 pauses (a few microseconds at most).
             let before = spins;
