@@ -226,7 +226,11 @@ impl View<'_> {
             let st = match st {
                 Ok(st) => st,
                 Err(e) => {
-                    buses.push(vec![name.clone(), format!("error: {e}")]);
+                    // In the last column, so that a long message widens no other.
+                    let mut row = vec![name.clone()];
+                    row.extend(std::iter::repeat_n("-".to_owned(), buses[0].len() - 2));
+                    row.push(format!("error: {e}"));
+                    buses.push(row);
                     continue;
                 }
             };
