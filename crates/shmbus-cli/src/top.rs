@@ -136,10 +136,11 @@ pub const PEER_COLUMNS: &[Column] = &[
     Column { title: "LAG-BYTES", key: "lag_bytes", cell: |r| r.sub_count(r.peer.lag_bytes) },
     Column { title: "LAG-MSGS", key: "lag_messages", cell: |r| r.sub_count(r.peer.lag_messages) },
     Column { title: "LOST", key: "lost", cell: |r| r.sub_count(r.peer.lost) },
-    // Not in `PeerInfo` yet: claims of this subscriber's bus it saw
-    // abandoned, and how long it has held block-mode publishers back.
-    Column { title: "ABANDONED", key: "abandoned", cell: |_| Cell::Missing },
-    Column { title: "HELD-BACK", key: "held_back_ns", cell: |_| Cell::Missing },
+    // Claims this subscriber passed as abandoned (publishers that died or
+    // were stopped past the unblock timeout), and how long it has been
+    // holding a waiting block-mode publisher back (0: nobody waits on it).
+    Column { title: "ABANDONED", key: "abandoned", cell: |r| r.sub_count(r.peer.abandoned) },
+    Column { title: "HELD-BACK", key: "held_back_ns", cell: |r| r.sub_count(r.peer.holding_back_ns) },
 ];
 
 /// What one look at the directory found.
