@@ -57,6 +57,9 @@ enum Command {
     /// Run the cross-process benchmarks (all arguments go to the benchmark harness).
     #[command(disable_help_flag = true)]
     Bench(BenchArgs),
+    /// Forward messages between local buses and Zenoh key expressions (see docs/bridge.md).
+    #[cfg(feature = "zenoh")]
+    Bridge(shmbus_zenoh::BridgeArgs),
     #[command(name = "__demo-pub", hide = true)]
     DemoPub(demo::DemoPubArgs),
     #[command(name = "__demo-sub", hide = true)]
@@ -232,6 +235,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Rm(a) => admin::rm(&a.name, &cfg, a.force),
         Command::Demo(a) => demo::run(&a, &cfg),
         Command::Bench(a) => Ok(exit_byte(shmbus_bench::cli_main(a.args))),
+        #[cfg(feature = "zenoh")]
+        Command::Bridge(a) => Ok(shmbus_zenoh::run(&a, &cfg)),
         Command::DemoPub(a) => demo::child_pub(&a, &cfg),
         Command::DemoSub(a) => demo::child_sub(&a, &cfg),
         Command::DemoUdsRecv(a) => demo::child_uds_recv(&a),

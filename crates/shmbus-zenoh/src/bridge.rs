@@ -149,8 +149,12 @@ fn supervise(args: &BridgeArgs, session: &Session, stop: &AtomicBool, run: &Runn
     let start = Instant::now();
     let mut next_stats = every.map(|e| start + e);
     let mut warned = false;
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         std::thread::sleep(SLICE);
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // A forwarding thread ends on its own only when it failed.
         if let Some((name, _)) = run.threads.iter().find(|(_, t)| t.is_finished()) {
             return Err(format!("{name} stopped"));
         }
@@ -176,7 +180,6 @@ fn supervise(args: &BridgeArgs, session: &Session, stop: &AtomicBool, run: &Runn
             }
         }
     }
-    Ok(())
 }
 
 fn print_stats(run: &Running, what: &str) {
@@ -185,6 +188,23 @@ fn print_stats(run: &Running, what: &str) {
     }
     for (name, s) in &run.ins {
         println!("{what} in {name} {s}");
+    }
+}
+
+/// Attaches to an existing bus whatever its settings; a bus that does not
+/// exist yet is created with `bus_cfg`'s (the defaults unless the caller
+/// changed them: 1 MiB ring, 64 KiB max_message, block).
+fn attach_or_create<T>(
+    attach: impl Fn() -> Result<T, shmbus::Error>,
+    create: impl Fn() -> Result<T, shmbus::Error>,
+) -> Result<T, shmbus::Error> {
+    match attach() {
+        Err(shmbus::Error::NotFound { .. }) => match create() {
+            // Someone else created it in between, with other settings: use theirs.
+            Err(shmbus::Error::Incompatible { .. }) => attach(),
+            r => r,
+        },
+        r => r,
     }
 }
 
@@ -212,8 +232,11 @@ impl OutLink {
     ) -> Result<OutLink, String> {
         let name = format!("{}={}", m.bus, m.key);
         // Latest: a restarted bridge does not send again what it sent before.
-        let sub = Subscriber::open_or_create(&m.bus, bus_cfg, StartAt::Latest)
-            .map_err(|e| format!("--out {name}: cannot attach to bus '{}': {e}", m.bus))?;
+        let sub = attach_or_create(
+            || Subscriber::attach(&m.bus, bus_cfg, StartAt::Latest),
+            || Subscriber::open_or_create(&m.bus, bus_cfg, StartAt::Latest),
+        )
+        .map_err(|e| format!("--out {name}: cannot attach to bus '{}': {e}", m.bus))?;
         let publisher = session
             .declare_publisher(m.key.clone())
             // Lossless towards Zenoh: a full transmit queue makes put wait
@@ -291,8 +314,9 @@ impl InLink {
         args: &BridgeArgs,
     ) -> Result<InLink, String> {
         let name = format!("{}={}", m.key, m.bus);
-        let publ = Publisher::open_or_create(&m.bus, bus_cfg)
-            .map_err(|e| format!("--in {name}: cannot attach to bus '{}': {e}", m.bus))?;
+        let publ =
+            attach_or_create(|| Publisher::attach(&m.bus, bus_cfg), || Publisher::open_or_create(&m.bus, bus_cfg))
+                .map_err(|e| format!("--in {name}: cannot attach to bus '{}': {e}", m.bus))?;
         let inbox = Arc::new(Inbox::new(args.in_buffer));
         let (q, st, stop) = (Arc::clone(&inbox), Arc::clone(stats), Arc::clone(stop));
         let sub = session
