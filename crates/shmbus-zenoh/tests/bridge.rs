@@ -508,3 +508,85 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(code, 0, "{err}");
     wait_for("the bus the bridge created to be removed", || !d.join("x.bus").exists());
 }
+
+/// A remote that stays stalled longer than Zenoh's lease costs messages, and
+/// every one of them is counted: the link is closed (the sender sees its
+/// subscriber go), then reopened, and the receiving bridge's `net_lost` equals
+/// the verifying subscriber's `lost` exactly. The lease is shortened to 1 s
+/// with `--config` so the test does not wait Zenoh's default 10 s.
+#[test]
+fn a_remote_stalled_past_the_lease_costs_counted_messages() {
+    let n: u64 = 20_000;
+    let (da, db) = dirs();
+    let (a_dir, b_dir) = (da.path(), db.path());
+    let conf = a_dir.join("zenoh.json5");
+    std::fs::write(&conf, "{ transport: { link: { tx: { lease: 1000 } } } }").unwrap();
+    let conf = conf.to_str().unwrap();
+    for dir in [a_dir, b_dir] {
+        let (code, _, err) =
+            Proc::spawn("create", shmbus(dir).args(["create", "z", "--capacity", "64KiB", "--max-message", "4KiB"]))
+                .finish();
+        assert_eq!(code, 0, "create: {err}");
+    }
+    let (mut a, mut b, _) = bridge_pair(
+        a_dir,
+        &["--config", conf, "--out", "z=t/z"],
+        b_dir,
+        &["--config", conf, "--in", "t/z=z", "--in-buffer", "65536"],
+    );
+    a.wait_line("a's --out to match", matched("z=t/z"));
+    let mut sub = Proc::spawn("sub b", shmbus(b_dir).args(["sub", "z", "--verify"]));
+    wait_for("the subscriber to attach", || peer_of(b_dir, "z", sub.pid(), PeerKind::Subscriber).is_some());
+    sub.signal(libc::SIGSTOP);
+    let mut publ = Proc::spawn(
+        "pub a",
+        shmbus(a_dir).args(["pub", "z", "--count", &n.to_string(), "--size", "1024", "--rate", "5000"]),
+    );
+    // The stalled receiver stops answering; Zenoh closes the link.
+    a.wait_line("the link to close", |l| l == "matching out z=t/z false");
+    sub.signal(libc::SIGCONT);
+    a.wait_nth_line("the link to reopen", 2, matched("z=t/z"));
+    let (code, _, err) = publ.finish();
+    assert_eq!(code, 0, "pub: {err}");
+    a.wait_line("a to have read the whole stream", |l| l.starts_with("stats out z=t/z ") && value(l, "read") == n);
+    a.signal(libc::SIGTERM);
+    let (code, out_a, err) = a.finish();
+    assert_eq!(code, 0, "bridge a: {err}");
+    let o = last_line(&out_a, "final out z=t/z ");
+    assert_eq!(value(&o, "forwarded") + value(&o, "unmatched"), n, "{o}");
+
+    // Once b has seen a leave and written everything it received, the subscriber reads it all.
+    let mut seen_alone = 0;
+    let line = loop {
+        let lines = b.out_lines();
+        if let Some(i) = lines.iter().rposition(|l| l == "stats zenoh peers=0 routers=0") {
+            seen_alone = i;
+        }
+        let done = lines.iter().skip(seen_alone).find(|l| {
+            l.starts_with("stats in t/z=z ")
+                && value(l, "queued_bytes") == 0
+                && value(l, "written") == value(l, "received")
+                && seen_alone > 0
+        });
+        if let Some(l) = done {
+            break l.clone();
+        }
+        b.wait_nth_line("more stats lines", lines.len() + 1, |_| true);
+    };
+    let (written, net_lost) = (value(&line, "written"), value(&line, "net_lost"));
+    wait_for("the subscriber to read everything the bridge wrote", || {
+        peer_of(b_dir, "z", sub.pid(), PeerKind::Subscriber).is_some_and(|p| p.messages == written)
+    });
+    sub.signal(libc::SIGINT);
+    let (code, out, err) = sub.finish();
+    assert_eq!(code, 0, "sub: {err}");
+    let s = last_line(&out, "received=");
+    assert_eq!(value(&s, "received"), written, "{s} vs {line}");
+    assert_eq!(value(&s, "lost"), net_lost, "the bridge counted every lost message: {s} vs {line}");
+    assert!(net_lost > 0, "the stall cost nothing? {line}");
+    for k in ["corrupt", "reordered", "duplicated"] {
+        assert_eq!(value(&s, k), 0, "{k} in {s}");
+    }
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.finish().0, 0);
+}
