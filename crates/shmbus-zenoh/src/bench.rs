@@ -176,7 +176,12 @@ fn bridge_path() -> Result<Path2, String> {
     guard.children.push(spawn(&a, &["--listen", &ep, "--out", "bench=bench/path"])?);
     guard.children.push(spawn(&b, &["--connect", &ep, "--in", "bench/path=bench"])?);
     wait_stdout_line(&mut guard.children[0], |l| l == "matching out bench=bench/path true")?;
-    Ok(Path2 { name: "bus-bridge-zenoh-bridge-bus", tx: Some(Box::new(publ)), rx: Box::new(sub), _guard: Box::new(guard) })
+    Ok(Path2 {
+        name: "bus-bridge-zenoh-bridge-bus",
+        tx: Some(Box::new(publ)),
+        rx: Box::new(sub),
+        _guard: Box::new(guard),
+    })
 }
 
 // ---------------------------------------------------------------- zenoh alone
@@ -234,7 +239,12 @@ fn zenoh_path() -> Result<Path2, String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(Path2 { name: "zenoh-peer-to-peer", tx: Some(Box::new(ZTx(publ))), rx: Box::new(ZRx(rx)), _guard: Box::new((sub, s1, s2)) })
+    Ok(Path2 {
+        name: "zenoh-peer-to-peer",
+        tx: Some(Box::new(ZTx(publ))),
+        rx: Box::new(ZRx(rx)),
+        _guard: Box::new((sub, s1, s2)),
+    })
 }
 
 // ---------------------------------------------------------------- unix socket
@@ -379,9 +389,7 @@ fn main() {
             std::process::exit(1);
         }
     }
-    println!(
-        "| path | size | latency p50 (us) | p99 (us) | p99.9 (us) | throughput (msg/s) | throughput (MB/s) |"
-    );
+    println!("| path | size | latency p50 (us) | p99 (us) | p99.9 (us) | throughput (msg/s) | throughput (MB/s) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(

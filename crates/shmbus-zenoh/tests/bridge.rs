@@ -511,8 +511,9 @@ fn bad_input_is_a_clear_error() {
 
 /// A remote that stays stalled longer than Zenoh's lease costs messages, and
 /// every one of them is counted: the link is closed (the sender sees its
-/// subscriber go), then reopened, and the receiving bridge's `net_lost` equals
-/// the verifying subscriber's `lost` exactly. The lease is shortened to 1 s
+/// subscriber go), then reopened, and every message the sending bridge put is
+/// either on the remote bus (read by the verifying subscriber, which sees no
+/// duplicate or reordering) or in the receiving bridge's `net_lost`. The lease is shortened to 1 s
 /// with `--config` so the test does not wait Zenoh's default 10 s.
 #[test]
 fn a_remote_stalled_past_the_lease_costs_counted_messages() {
@@ -548,12 +549,18 @@ fn a_remote_stalled_past_the_lease_costs_counted_messages() {
     a.wait_nth_line("the link to reopen", 2, matched("z=t/z"));
     let (code, _, err) = publ.finish();
     assert_eq!(code, 0, "pub: {err}");
-    a.wait_line("a to have read the whole stream", |l| l.starts_with("stats out z=t/z ") && value(l, "read") == n);
+    // A second stream over the reopened link: its last message tells the
+    // receiving bridge how many were sent before it, lost or not.
+    let n2: u64 = 1_000;
+    let (code, _, err) =
+        Proc::spawn("pub a (2)", shmbus(a_dir).args(["pub", "z", "--count", &n2.to_string()])).finish();
+    assert_eq!(code, 0, "pub 2: {err}");
+    a.wait_line("a to have read both streams", |l| l.starts_with("stats out z=t/z ") && value(l, "read") == n + n2);
     a.signal(libc::SIGTERM);
     let (code, out_a, err) = a.finish();
     assert_eq!(code, 0, "bridge a: {err}");
     let o = last_line(&out_a, "final out z=t/z ");
-    assert_eq!(value(&o, "forwarded") + value(&o, "unmatched"), n, "{o}");
+    assert_eq!(value(&o, "forwarded") + value(&o, "unmatched"), n + n2, "{o}");
 
     // Once b has seen a leave and written everything it received, the subscriber reads it all.
     let mut seen_alone = 0;
@@ -582,7 +589,8 @@ fn a_remote_stalled_past_the_lease_costs_counted_messages() {
     assert_eq!(code, 0, "sub: {err}");
     let s = last_line(&out, "received=");
     assert_eq!(value(&s, "received"), written, "{s} vs {line}");
-    assert_eq!(value(&s, "lost"), net_lost, "the bridge counted every lost message: {s} vs {line}");
+    // Every message put on Zenoh was either written to the remote bus or counted lost there.
+    assert_eq!(written + net_lost, n + n2, "{line}");
     assert!(net_lost > 0, "the stall cost nothing? {line}");
     for k in ["corrupt", "reordered", "duplicated"] {
         assert_eq!(value(&s, k), 0, "{k} in {s}");
