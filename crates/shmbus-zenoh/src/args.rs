@@ -29,13 +29,22 @@ pub struct InMap {
     pub bus: String,
 }
 
+/// Zenoh's error text without the source location it appends (" at /path/file.rs:NN.").
+pub fn zenoh_error(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    match s.rfind(" at /") {
+        Some(i) if s[i..].contains(".rs:") => s[..i].trim_end_matches('.').to_owned(),
+        _ => s,
+    }
+}
+
 fn parse_bus(s: &str) -> Result<String, String> {
     shmbus::validate_name(s).map_err(|e| e.to_string())?;
     Ok(s.to_owned())
 }
 
 fn parse_key(s: &str) -> Result<OwnedKeyExpr, String> {
-    OwnedKeyExpr::from_str(s).map_err(|e| format!("{s:?} is not a valid Zenoh key expression: {e}"))
+    OwnedKeyExpr::from_str(s).map_err(|e| format!("{s:?} is not a valid Zenoh key expression: {}", zenoh_error(e)))
 }
 
 fn split(s: &str, what: &str) -> Result<(String, String), String> {
@@ -60,7 +69,8 @@ pub fn parse_in(s: &str) -> Result<InMap, String> {
 }
 
 fn parse_endpoint(s: &str) -> Result<String, String> {
-    EndPoint::from_str(s).map_err(|e| format!("{s:?} is not a Zenoh endpoint such as tcp/192.0.2.7:7447: {e}"))?;
+    EndPoint::from_str(s)
+        .map_err(|e| format!("{s:?} is not a Zenoh endpoint such as tcp/192.0.2.7:7447: {}", zenoh_error(e)))?;
     Ok(s.to_owned())
 }
 
@@ -104,7 +114,7 @@ pub struct BridgeArgs {
     /// The Zenoh session mode [default: the config file's, else peer].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
-    /// An endpoint to listen on, e.g. tcp/0.0.0.0:7447 (repeatable; port 0 picks a free port).
+    /// An endpoint to listen on, e.g. tcp/0.0.0.0:7447 (repeatable).
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_endpoint)]
     pub listen: Vec<String>,
     /// An endpoint of a peer or router to connect to, e.g. tcp/192.0.2.7:7447 (repeatable).
@@ -127,11 +137,12 @@ impl BridgeArgs {
     pub fn zenoh_config(&self) -> Result<zenoh::Config, String> {
         let mut c = match &self.config {
             Some(p) => zenoh::Config::from_file(p)
-                .map_err(|e| format!("cannot read the Zenoh configuration {}: {e}", p.display()))?,
+                .map_err(|e| format!("cannot read the Zenoh configuration {}: {}", p.display(), zenoh_error(e)))?,
             None => zenoh::Config::default(),
         };
         let mut set = |key: &str, value: String| {
-            c.insert_json5(key, &value).map_err(|e| format!("cannot set Zenoh option {key} to {value}: {e}"))
+            c.insert_json5(key, &value)
+                .map_err(|e| format!("cannot set Zenoh option {key} to {value}: {}", zenoh_error(e)))
         };
         if let Some(m) = self.mode {
             set("mode", if m == Mode::Peer { "\"peer\"".into() } else { "\"client\"".into() })?;
@@ -183,5 +194,7 @@ mod tests {
         assert!(parse_in("a/b=").is_err());
         assert!(parse_endpoint("tcp/127.0.0.1:7447").is_ok());
         assert!(parse_endpoint("127.0.0.1").is_err());
+        assert_eq!(zenoh_error("Invalid `a//b` at /x/borrowed.rs:777."), "Invalid `a//b`");
+        assert_eq!(zenoh_error("plain at /tmp"), "plain at /tmp");
     }
 }

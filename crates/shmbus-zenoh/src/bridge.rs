@@ -14,7 +14,7 @@ use zenoh::qos::CongestionControl;
 use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
 
-use crate::args::{BridgeArgs, InMap, OutMap};
+use crate::args::{zenoh_error, BridgeArgs, InMap, OutMap};
 use crate::inbox::{Inbox, Item};
 use crate::marker::{Marker, OwnWrites};
 use crate::stats::{add, bump, InStats, OutStats};
@@ -71,7 +71,7 @@ struct Running {
 
 fn run_inner(args: &BridgeArgs, bus_cfg: &BusConfig, stop: &Arc<AtomicBool>) -> Fallible {
     let zcfg = args.zenoh_config()?;
-    let session = zenoh::open(zcfg).wait().map_err(|e| format!("cannot open the Zenoh session: {e}"))?;
+    let session = zenoh::open(zcfg).wait().map_err(|e| format!("cannot open the Zenoh session: {}", zenoh_error(e)))?;
     let zid = session.zid();
     let origin = zid.to_le_bytes();
 
@@ -101,7 +101,7 @@ fn run_inner(args: &BridgeArgs, bus_cfg: &BusConfig, stop: &Arc<AtomicBool>) -> 
     }
     print_stats(&run, "final");
     if let Err(e) = session.close().wait() {
-        eprintln!("shmbus-zenoh: closing the Zenoh session: {e}");
+        eprintln!("shmbus-zenoh: closing the Zenoh session: {}", zenoh_error(e));
     }
     result
 }
@@ -245,7 +245,7 @@ impl OutLink {
             // Only to other sessions: a bridge never receives its own samples.
             .allowed_destination(Locality::Remote)
             .wait()
-            .map_err(|e| format!("--out {name}: cannot declare a Zenoh publisher: {e}"))?;
+            .map_err(|e| format!("--out {name}: cannot declare a Zenoh publisher: {}", zenoh_error(e)))?;
         let matching = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&matching);
         let label = name.clone();
@@ -257,7 +257,7 @@ impl OutLink {
             })
             .background()
             .wait()
-            .map_err(|e| format!("--out {name}: cannot watch the matching status: {e}"))?;
+            .map_err(|e| format!("--out {name}: cannot watch the matching status: {}", zenoh_error(e)))?;
         Ok(OutLink { name, sub, publisher, matching, own, stats: Arc::clone(stats), origin, stream })
     }
 
@@ -279,7 +279,9 @@ impl OutLink {
                         .put(ZBytes::from(std::mem::take(&mut buf)))
                         .attachment(ZBytes::from(marker.encode().to_vec()))
                         .wait()
-                        .map_err(|e| format!("cannot put on Zenoh key '{}': {e}", self.publisher.key_expr()))?;
+                        .map_err(|e| {
+                            format!("cannot put on Zenoh key {}: {}", self.publisher.key_expr(), zenoh_error(e))
+                        })?;
                     bump(if matched { &self.stats.forwarded } else { &self.stats.unmatched });
                 }
                 Err(RecvError::Timeout) => {}
@@ -332,7 +334,7 @@ impl InLink {
                 st.queued_bytes.store(queued as u64, Ordering::Relaxed);
             })
             .wait()
-            .map_err(|e| format!("--in {name}: cannot declare a Zenoh subscriber: {e}"))?;
+            .map_err(|e| format!("--in {name}: cannot declare a Zenoh subscriber: {}", zenoh_error(e)))?;
         Ok(InLink { name, publ, inbox, _sub: sub, own, stats: Arc::clone(stats) })
     }
 
