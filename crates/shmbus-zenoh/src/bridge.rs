@@ -19,6 +19,23 @@ use crate::inbox::{Inbox, Item};
 use crate::marker::{Marker, OwnWrites};
 use crate::stats::{add, bump, InStats, OutStats};
 
+/// One line on stdout (`ready`, `matching`, `stats`). A closed or broken
+/// stdout must not end the bridge (`println!` would panic), so errors are ignored.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// One line on stderr, likewise never a panic.
+macro_rules! warn {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 /// How long a forwarding thread waits before it looks at the stop flag again.
 const SLICE: Duration = Duration::from_millis(50);
 /// After this long without any connected peer or router, say so once.
@@ -50,14 +67,14 @@ fn stop_flag() -> Arc<AtomicBool> {
 /// lines (`ready`, `matching`, `stats`) go to stdout.
 pub fn run(args: &BridgeArgs, bus_cfg: &BusConfig) -> u8 {
     if let Err(e) = args.check() {
-        eprintln!("shmbus-zenoh: {e}");
+        warn!("shmbus-zenoh: {e}");
         return EXIT_USAGE;
     }
     let stop = stop_flag();
     match run_inner(args, bus_cfg, &stop) {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("shmbus-zenoh: {e}");
+            warn!("shmbus-zenoh: {e}");
             EXIT_FAILED
         }
     }
@@ -83,7 +100,7 @@ fn run_inner(args: &BridgeArgs, bus_cfg: &BusConfig, stop: &Arc<AtomicBool>) -> 
     let started = start_all(args, bus_cfg, &session, origin, &own, stop, &mut run);
     let mut result = started;
     if result.is_ok() {
-        println!("ready zid={zid}");
+        say!("ready zid={zid}");
         result = supervise(args, &session, stop, &run);
     }
     stop.store(true, Ordering::Relaxed);
@@ -91,7 +108,7 @@ fn run_inner(args: &BridgeArgs, bus_cfg: &BusConfig, stop: &Arc<AtomicBool>) -> 
         match t.join() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                eprintln!("shmbus-zenoh: {name}: {e}");
+                warn!("shmbus-zenoh: {name}: {e}");
                 if result.is_ok() {
                     result = Err(format!("{name} failed"));
                 }
@@ -101,7 +118,7 @@ fn run_inner(args: &BridgeArgs, bus_cfg: &BusConfig, stop: &Arc<AtomicBool>) -> 
     }
     print_stats(&run, "final");
     if let Err(e) = session.close().wait() {
-        eprintln!("shmbus-zenoh: closing the Zenoh session: {}", zenoh_error(e));
+        warn!("shmbus-zenoh: closing the Zenoh session: {}", zenoh_error(e));
     }
     result
 }
@@ -163,7 +180,7 @@ fn supervise(args: &BridgeArgs, session: &Session, stop: &AtomicBool, run: &Runn
             let peers = session.info().peers_zid().wait().count() + session.info().routers_zid().wait().count();
             if peers == 0 {
                 warned = true;
-                eprintln!(
+                warn!(
                     "shmbus-zenoh: no Zenoh peer or router reachable after {} s (connect: {}); still trying",
                     LONELY_AFTER.as_secs(),
                     args.connect.join(", ")
@@ -174,7 +191,7 @@ fn supervise(args: &BridgeArgs, session: &Session, stop: &AtomicBool, run: &Runn
             if now >= at {
                 let peers = session.info().peers_zid().wait().count();
                 let routers = session.info().routers_zid().wait().count();
-                println!("stats zenoh peers={peers} routers={routers}");
+                say!("stats zenoh peers={peers} routers={routers}");
                 print_stats(run, "stats");
                 next_stats = Some(at + e);
             }
@@ -184,10 +201,10 @@ fn supervise(args: &BridgeArgs, session: &Session, stop: &AtomicBool, run: &Runn
 
 fn print_stats(run: &Running, what: &str) {
     for (name, s) in &run.outs {
-        println!("{what} out {name} {s}");
+        say!("{what} out {name} {s}");
     }
     for (name, s) in &run.ins {
-        println!("{what} in {name} {s}");
+        say!("{what} in {name} {s}");
     }
 }
 
@@ -253,7 +270,7 @@ impl OutLink {
             .matching_listener()
             .callback(move |st| {
                 flag.store(st.matching(), Ordering::Relaxed);
-                println!("matching out {label} {}", st.matching());
+                say!("matching out {label} {}", st.matching());
             })
             .background()
             .wait()
