@@ -29,13 +29,27 @@ pub struct InMap {
     pub bus: String,
 }
 
-/// Zenoh's error text without the source location it appends (" at /path/file.rs:NN.").
+/// Zenoh's error text without the source locations it appends
+/// (" at /path/file.rs:NN."), wherever they are in the text.
 pub fn zenoh_error(e: impl std::fmt::Display) -> String {
-    let s = e.to_string();
-    match s.rfind(" at /") {
-        Some(i) if s[i..].contains(".rs:") => s[..i].trim_end_matches('.').to_owned(),
-        _ => s,
+    let mut s = e.to_string();
+    let mut from = 0;
+    while let Some(i) = s[from..].find(" at /").map(|i| i + from) {
+        let rest = &s[i..];
+        let Some(j) = rest.find(".rs:") else { break };
+        let digits = rest[j + 4..].bytes().take_while(u8::is_ascii_digit).count();
+        let mut end = j + 4 + digits;
+        if digits == 0 {
+            from = i + 1;
+            continue;
+        }
+        if rest[end..].starts_with('.') {
+            end += 1;
+        }
+        s.replace_range(i..i + end, "");
+        from = i;
     }
+    s
 }
 
 fn parse_bus(s: &str) -> Result<String, String> {
@@ -195,6 +209,10 @@ mod tests {
         assert!(parse_endpoint("tcp/127.0.0.1:7447").is_ok());
         assert!(parse_endpoint("127.0.0.1").is_err());
         assert_eq!(zenoh_error("Invalid `a//b` at /x/borrowed.rs:777."), "Invalid `a//b`");
+        assert_eq!(
+            zenoh_error("bound to tcp/127.0.0.1:1: [127.0.0.1:1: Address in use (os error 98) at /r/tcp.rs:61.]"),
+            "bound to tcp/127.0.0.1:1: [127.0.0.1:1: Address in use (os error 98)]"
+        );
         assert_eq!(zenoh_error("plain at /tmp"), "plain at /tmp");
     }
 }

@@ -241,11 +241,33 @@ fn last_line(lines: &[String], prefix: &str) -> String {
 /// Two bridges, `a` listening on a fresh loopback port and `b` connecting to
 /// it, each with its own extra arguments; returns once both printed `ready`.
 fn bridge_pair(a_dir: &Path, a_args: &[&str], b_dir: &Path, b_args: &[&str]) -> (Proc, Proc, String) {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-    let mut a = Proc::spawn("bridge a", bridge(a_dir).args(["--listen", &endpoint]).args(a_args));
-    a.wait_line("bridge a ready", |l| l.starts_with("ready "));
+    // The port was free when chosen; if something took it before the bridge
+    // bound it, the bridge exits saying so: choose another.
+    let mut attempts = 0;
+    let (mut a, endpoint) = loop {
+        attempts += 1;
+        let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+        let mut a = Proc::spawn("bridge a", bridge(a_dir).args(["--listen", &endpoint]).args(a_args));
+        let end = Instant::now() + DEADLINE;
+        let ready = loop {
+            if a.out_lines().iter().any(|l| l.starts_with("ready ")) {
+                break true;
+            }
+            if a.child.try_wait().expect("try_wait").is_some() {
+                break false;
+            }
+            assert!(Instant::now() < end, "timed out waiting for bridge a\n{}", a.err_text());
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if ready {
+            break (a, endpoint);
+        }
+        let (_, _, err) = a.finish();
+        assert!(attempts < 5 && err.contains("in use"), "bridge a did not start: {err}");
+    };
     let mut b = Proc::spawn("bridge b", bridge(b_dir).args(["--connect", &endpoint]).args(b_args));
     b.wait_line("bridge b ready", |l| l.starts_with("ready "));
+    a.wait_line("bridge a ready", |l| l.starts_with("ready "));
     (a, b, endpoint)
 }
 
