@@ -631,3 +631,70 @@ fn a_remote_stalled_past_the_lease_costs_counted_messages() {
     b.signal(libc::SIGTERM);
     assert_eq!(b.finish().0, 0);
 }
+
+/// Overwrite mode at the source: while the remote is stalled, publishers
+/// never wait and overrun the bridge's subscriber; the bridge counts exactly
+/// what the bus overwrote (`lagged`, and `LOST` on its slot in `shmbus
+/// inspect`), and that is exactly what the remote verifying subscriber misses.
+#[test]
+fn overwrite_losses_at_the_source_are_counted_and_visible() {
+    let n: u64 = 5_000;
+    let (da, db) = dirs();
+    let (a_dir, b_dir) = (da.path(), db.path());
+    let conf = a_dir.join("zenoh.json5");
+    std::fs::write(
+        &conf,
+        "{ transport: { link: { tx: { queue: { congestion_control: { block: { wait_before_close: 120000000 } } } } } } }",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+    for (dir, overflow) in [(a_dir, "overwrite"), (b_dir, "block")] {
+        let (code, _, err) = Proc::spawn(
+            "create",
+            shmbus(dir).args(["create", "w", "--capacity", "64KiB", "--max-message", "4KiB", "--overflow", overflow]),
+        )
+        .finish();
+        assert_eq!(code, 0, "create: {err}");
+    }
+    let (mut a, mut b, _) = bridge_pair(
+        a_dir,
+        &["--config", conf, "--out", "w=t/w"],
+        b_dir,
+        &["--config", conf, "--in", "t/w=w", "--in-buffer", "65536"],
+    );
+    a.wait_line("a's --out to match", matched("w=t/w"));
+    let mut sub = Proc::spawn("sub b", shmbus(b_dir).args(["sub", "w", "--verify"]));
+    wait_for("the subscriber to attach", || peer_of(b_dir, "w", sub.pid(), PeerKind::Subscriber).is_some());
+    sub.signal(libc::SIGSTOP);
+    let (code, _, err) =
+        Proc::spawn("pub a", shmbus(a_dir).args(["pub", "w", "--count", &n.to_string(), "--size", "1024"])).finish();
+    assert_eq!(code, 0, "pub (never blocked in overwrite mode): {err}");
+    sub.signal(libc::SIGCONT);
+    let line = a.wait_line("a to account for every message", |l| {
+        l.starts_with("stats out w=t/w ") && value(l, "read") + value(l, "lagged") == n
+    });
+    let lagged = value(&line, "lagged");
+    assert!(lagged > 0, "the bridge was not overrun: {line}");
+    let slot = peer_of(a_dir, "w", a.pid(), PeerKind::Subscriber).expect("the bridge's subscriber slot");
+    assert_eq!(slot.lost, lagged, "inspect shows the bridge's losses");
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.finish().0, 0);
+
+    let i = wait_drained(&mut b, "t/w=w");
+    assert_eq!(value(&i, "net_lost"), 0, "{i}");
+    wait_for("the subscriber to catch up", || {
+        peer_of(b_dir, "w", sub.pid(), PeerKind::Subscriber).is_some_and(|p| p.lag_messages == 0)
+    });
+    sub.signal(libc::SIGINT);
+    let (code, out, err) = sub.finish();
+    assert_eq!(code, 0, "sub: {err}");
+    let s = last_line(&out, "received=");
+    assert_eq!(value(&s, "received"), value(&i, "written"), "{s} vs {i}");
+    assert_eq!(value(&s, "received") + lagged, n, "{s}, lagged={lagged}");
+    assert_eq!(value(&s, "lost"), lagged, "{s}, lagged={lagged}");
+    for k in ["corrupt", "reordered", "duplicated"] {
+        assert_eq!(value(&s, k), 0, "{k} in {s}");
+    }
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.finish().0, 0);
+}
