@@ -64,6 +64,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the cross-process benchmarks against raw shared memory, sockets and pipes.
     Bench(shmbus_bench::BenchArgs),
+    /// Forward messages between local buses and Zenoh key expressions (see docs/bridge.md).
+    #[cfg(feature = "zenoh")]
+    Bridge(shmbus_zenoh::BridgeArgs),
     #[command(name = "__demo-pub", hide = true)]
     DemoPub(demo::DemoPubArgs),
     #[command(name = "__demo-sub", hide = true)]
@@ -272,6 +275,8 @@ fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Top(a) => top::run(&a, &cfg),
         Command::Demo(a) => demo::run(&a, &cfg),
         Command::Bench(a) => Ok(exit_byte(shmbus_bench::run(a))),
+        #[cfg(feature = "zenoh")]
+        Command::Bridge(a) => Ok(shmbus_zenoh::run(&a, &cfg)),
         Command::DemoPub(a) => demo::child_pub(&a, &cfg),
         Command::DemoSub(a) => demo::child_sub(&a, &cfg),
         Command::DemoUdsRecv(a) => demo::child_uds_recv(&a),

@@ -437,6 +437,27 @@ pub struct Loan<'a> {
 }
 
 impl Loan<'_> {
+    /// The global sequence number the message will have once committed (its
+    /// place in the bus's total order, as subscribers see it in
+    /// `Message::seq`). Known before the commit, so a process that both
+    /// publishes and subscribes can recognise its own messages without a race.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut publ = Publisher::open_or_create("seqs", &cfg)?;
+    /// publ.send(b"first")?;
+    /// let loan = publ.loan(6)?;
+    /// assert_eq!(loan.seq(), 1);
+    /// loan.commit()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn seq(&self) -> u64 {
+        self.claim.as_ref().map_or(0, Claim::seq)
+    }
+
     /// Publishes the written bytes. Fails with [`SendError::Abandoned`] when
     /// the loan was held longer than another peer's unblock timeout and the
     /// others went on without it (nothing was published).
