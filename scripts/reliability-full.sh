@@ -23,6 +23,10 @@ start=$(date +%s)
 cargo test -p shmbus-core \
     --test reliability_kill --test reliability_hostile --test reliability_limits --test reliability_loom \
     -- --test-threads=1
+# The chaos test (issue 9): three variants of 120 s each at full scale, in the
+# release profile (its processes should spend their time in the bus, not in
+# unoptimised checks). SHMBUS_CHAOS_SEED=N replays the controller's choices.
+cargo test -p shmbus-core --release --test chaos -- --test-threads=1
 cargo test -p shmbus-workspace --test reliability -- --test-threads=1
 echo "reliability suite (full counts) took $(( $(date +%s) - start )) s; figures:"
 cat "$out"

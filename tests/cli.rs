@@ -17,9 +17,14 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The `shmbus` binary, built once per test run. `cargo test` of the root
 /// package does not build another package's binary, so ask cargo for it (a
 /// no-op when it is up to date) and take the path cargo reports.
+/// `SHMBUS_TEST_BIN=/path/to/shmbus` runs the suite against that binary
+/// instead (an installed one, or an older build to see a test fail).
 fn shmbus_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SHMBUS_TEST_BIN") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", "shmbus-cli", "--bin", "shmbus", "--message-format=json-render-diagnostics"])
@@ -627,4 +632,492 @@ fn planted_directories_and_files_are_refused() {
     let (code, _, err) =
         run(shmbus(&mine).args(["--share-group", "65534", "pub", "planted", "--count", "1", "--linger", "0"]));
     assert_eq!(code, 0, "{err}");
+}
+
+// ------------------------------------------------- issue 13: input limits
+
+/// One line on stderr, the parser's style, exit 2, no panic, nothing created.
+fn assert_one_line_usage_error(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run(shmbus(dir).args(args));
+    assert_eq!(code, 2, "{args:?}: {err}");
+    assert_eq!(out, "", "{args:?}");
+    assert!(err.starts_with("error:"), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line expected: {err}");
+    err
+}
+
+#[test]
+fn absurd_values_are_one_line_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["pub", "x", "--rate", "1e-300", "--count", "2"][..],
+        &["pub", "x", "--rate", "0"],
+        &["pub", "x", "--rate", "1e10"],
+        &["pub", "x", "--size", "5GiB"],
+        &["create", "x", "--max-peers", "0"],
+        &["sub", "x", "--max-peers", "100000"],
+        &["top", "--interval", "0"],
+        &["bench", "--runs", "0"],
+    ] {
+        assert_one_line_usage_error(dir.path(), args);
+    }
+    // Sizes that can never make a bus name the bus and its file and print sizes for people.
+    for (args, want) in [
+        (&["create", "x", "--capacity", "6000"][..], "5.9 KiB"),
+        (&["pub", "x", "--capacity", "6000", "--count", "1"], "5.9 KiB"),
+        (&["sub", "x", "--capacity", "3MiB", "--timeout", "0.1"], "power of two"),
+        (&["create", "x", "--max-message", "0"], "--max-message 0"),
+        (&["pub", "x", "--max-message", "0", "--count", "1"], "--max-message 0"),
+        (&["create", "x", "--capacity", "64KiB", "--max-message", "20000"], "16.0 KiB"),
+    ] {
+        let err = assert_one_line_usage_error(dir.path(), args);
+        for w in ["'x'", "x.bus", want] {
+            assert!(err.contains(w), "{args:?}: {w:?} missing from {err}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0, "nothing may be created");
+}
+
+#[test]
+fn an_endless_stdin_line_is_refused_after_at_most_max_message_plus_one_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = shmbus(dir.path());
+    // 4 KiB ring: max message 992 bytes.
+    cmd.args(["pub", "long", "--stdin", "--capacity", "4KiB"]).stdin(Stdio::piped());
+    let mut p = Proc::spawn(&mut cmd);
+    let mut stdin = p.child.stdin.take().expect("stdin");
+    // Zeros without a newline, until `pub` stops reading (EPIPE) or 64 MiB.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![0u8; 64 << 10];
+        let mut written = 0usize;
+        while written < 64 << 20 {
+            match stdin.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    let (code, _, err) = p.finish();
+    let written = writer.join().unwrap();
+    assert_eq!(code, 1, "{err}");
+    for w in ["'long'", "long.bus", "line 1", "max_message of 992 bytes"] {
+        assert!(err.contains(w), "{w:?} missing from {err}");
+    }
+    // What the pipe and a 64 KiB read buffer hold, and the 993 bytes of the line: far below 64 MiB.
+    assert!(written < 4 << 20, "pub read {written} bytes of one line");
+    assert!(!bus_file(dir.path(), "long").exists(), "pub removed the bus it created");
+}
+
+#[test]
+fn a_publisher_started_after_a_counting_subscriber_does_not_linger() {
+    let dir = tempfile::tempdir().unwrap();
+    // The subscriber wants all the messages (it may or may not have left
+    // when the publisher first looks), or only the first quarter of a paced
+    // stream (it has surely left by the time the publisher is done).
+    for (round, wanted, rate) in [(0, 2000, "1e9"), (1, 2000, "1e9"), (2, 500, "10000")] {
+        let n = wanted.to_string();
+        let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", "c", "--count", &n, "--verify"]));
+        wait_for("the subscriber to attach", || live_subscribers(dir.path(), "c") == 1);
+        // --linger far beyond the deadline: only leaving because the
+        // subscriber came and went lets the publisher exit in time.
+        let mut publ =
+            Proc::spawn(shmbus(dir.path()).args(["pub", "c", "--count", "2000", "--rate", rate, "--linger", "600"]));
+        let (code, out, err) = sub.finish();
+        assert_eq!(code, 0, "round {round}: {err}");
+        assert_eq!(out, format!("received={wanted} lost=0 corrupt=0 reordered=0 duplicated=0\n"), "{err}");
+        let (code, _, err) = publ.finish();
+        assert_eq!(code, 0, "round {round}: {err}");
+        wait_for("the bus to go", || !bus_file(dir.path(), "c").exists());
+    }
+}
+
+#[test]
+fn pub_asks_the_terminal_question_once_and_lingers_without_reopening_the_bus_every_2_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let st = Command::new("strace").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !st.is_ok_and(|s| s.success()) {
+        eprintln!("strace is not installed: skipped");
+        return;
+    }
+    let bus_dir = dir.path().join("buses");
+    let (code, _, err) = run(Command::new("strace")
+        .args(["-f", "-e", "trace=ioctl", "-o"])
+        .arg(&trace)
+        .arg(shmbus_bin())
+        .arg("--dir")
+        .arg(&bus_dir)
+        .args(["pub", "t", "--count", "3000", "--linger", "0"])
+        .stdin(Stdio::null()));
+    if code != 0 && err.contains("ptrace") {
+        eprintln!("ptrace is not permitted here: skipped ({err})");
+        return;
+    }
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let tcgets = text.lines().filter(|l| l.contains("TCGETS")).count();
+    assert!(tcgets < 10, "{tcgets} TCGETS ioctls for 3000 messages:\n{text}");
+
+    // Lingering for a second with nobody coming: the bus file is opened (and
+    // mapped) to look at it about 30 times, not every 2 ms (333 times measured
+    // under strace before issue 13).
+    let (code, _, err) = run(Command::new("strace")
+        .args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&trace)
+        .arg(shmbus_bin())
+        .arg("--dir")
+        .arg(&bus_dir)
+        .args(["pub", "lonely", "--count", "10", "--linger", "1"])
+        .stdin(Stdio::null()));
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let opens = text.lines().filter(|l| l.contains("lonely.bus")).count();
+    assert!(opens < 60, "the bus file was opened {opens} times while lingering for 1 s");
+}
+
+#[test]
+fn sub_into_a_closed_pipe_leaves_without_waiting_for_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = shmbus(dir.path());
+    cmd.args(["sub", "idle"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start shmbus");
+    wait_for("the subscriber to attach", || live_subscribers(dir.path(), "idle") == 1);
+    // `shmbus sub idle | head -1` after head exited: nobody reads stdout.
+    drop(child.stdout.take());
+    let mut p = Proc { child, out: None, err: None };
+    let err = p.child.stderr.take();
+    p.err = collect(err);
+    let (code, _, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(!bus_file(dir.path(), "idle").exists(), "it detached and removed the bus");
+}
+
+#[test]
+fn sub_blocked_on_a_full_pipe_obeys_the_first_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = shmbus(dir.path());
+    cmd.args(["sub", "full"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Nobody reads its stdout: the pipe fills up.
+    let mut child = cmd.spawn().expect("start shmbus");
+    let unread = child.stdout.take();
+    let err = collect(child.stderr.take());
+    let mut sub = Proc { child, out: None, err };
+    wait_for("the subscriber to attach", || live_subscribers(dir.path(), "full") == 1);
+    // 400 lines of 1000 bytes: far more than a 64 KiB pipe holds.
+    let line = format!("{}\n", "y".repeat(1000));
+    let mut publ = pub_stdin(dir.path(), "full", line.repeat(400), &["--linger", "0"]);
+    assert_eq!(publ.finish().0, 0);
+    let unread = unread.expect("stdout pipe");
+    wait_for("the pipe to fill up", || {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe we own, into a live c_int.
+        let rc = unsafe { libc::ioctl(unread.as_raw_fd(), libc::FIONREAD, &mut queued) };
+        rc == 0 && queued >= 60_000
+    });
+    sub.signal(libc::SIGINT);
+    let (code, _, err) = sub.finish();
+    assert_eq!(code, 0, "the first SIGINT ends it cleanly: {err}");
+    assert!(!bus_file(dir.path(), "full").exists(), "it detached and removed the bus");
+    drop(unread);
+}
+
+#[test]
+fn rm_refuses_a_file_that_is_not_a_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = bus_file(dir.path(), "reg");
+    std::fs::write(&reg, b"my precious notes, not a bus").unwrap();
+    let (code, out, err) = run(shmbus(dir.path()).args(["rm", "reg"]));
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(err.contains("reg.bus") && err.contains("not a shmbus bus"), "{err}");
+    assert!(reg.exists(), "rm removed a file that is not a bus");
+    // --force removes whatever is there, as for a symlink.
+    let (code, _, err) = run(shmbus(dir.path()).args(["rm", "--force", "reg"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(!reg.exists());
+}
+
+#[test]
+fn max_peers_at_creation_and_checked_against_an_existing_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(shmbus(dir.path()).args(["create", "few", "--max-peers", "2", "--persistent"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 peer slots"), "{out}");
+    assert_eq!(status(dir.path(), "few").unwrap().header.peer_slots, 2);
+    let (code, _, err) = run(shmbus(dir.path()).args(["sub", "few", "--max-peers", "3", "--timeout", "0.1"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("max_peers") && err.contains('2') && err.contains('3'), "{err}");
+    let (code, _, err) = run(shmbus(dir.path()).args(["rm", "few"]));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn pub_messages_as_arguments_and_sub_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    for (format, want) in
+        [("raw", "hello\n\nsp ace\n"), ("text", "hello\n\nsp ace\n"), ("hex", "68656c6c6f\n\n737020616365\n")]
+    {
+        let name = format!("f{format}");
+        let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", &name, "--count", "3", "--format", format]));
+        wait_for("the subscriber to attach", || live_subscribers(dir.path(), &name) == 1);
+        let (code, _, err) = run(shmbus(dir.path()).args(["pub", &name, "hello", "", "sp ace"]));
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = sub.finish();
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, want, "{format}");
+    }
+    // Binary payloads: text escapes them, json carries base64.
+    for (format, check) in [
+        ("text", (|out: &str| assert_eq!(out, "a\\x01b\\xff\ntab\tok\n")) as fn(&str)),
+        ("json", |out: &str| {
+            let v: Vec<serde_json::Value> =
+                out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+            assert_eq!(v.len(), 2, "{out}");
+            assert_eq!(v[0]["len"], 4);
+            assert_eq!(v[0]["base64"], "YQFi/w==");
+            assert!(v[0]["seq"].is_u64());
+            assert!(v[0].get("publisher").is_some());
+            assert_eq!(v[1]["text"], "tab\tok");
+            assert_eq!(v[1]["seq"].as_u64().unwrap(), v[0]["seq"].as_u64().unwrap() + 1);
+        }),
+    ] {
+        let name = format!("b{format}");
+        let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", &name, "--count", "2", "--format", format]));
+        wait_for("the subscriber to attach", || live_subscribers(dir.path(), &name) == 1);
+        let mut cmd = shmbus(dir.path());
+        cmd.args(["pub", &name, "--stdin"]).stdin(Stdio::piped());
+        let mut p = Proc::spawn(&mut cmd);
+        let mut stdin = p.child.stdin.take().unwrap();
+        stdin.write_all(b"a\x01b\xff\ntab\tok\n").unwrap();
+        drop(stdin);
+        assert_eq!(p.finish().0, 0);
+        let (code, out, err) = sub.finish();
+        assert_eq!(code, 0, "{err}");
+        check(&out);
+    }
+}
+
+#[test]
+fn a_subscriber_that_attached_late_is_told_what_came_before_not_that_it_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut publ = Proc::spawn(shmbus(dir.path()).args(["pub", "load", "--count", "3000", "--rate", "1500"]));
+    wait_for("the publisher to publish", || status(dir.path(), "load").is_some_and(|s| s.published >= 300));
+    let (code, out, err) = run(shmbus(dir.path()).args(["sub", "load", "--verify", "--timeout", "3"]));
+    assert_eq!(code, 3, "ended by --timeout: {err}");
+    let line = out.trim_end();
+    assert!(line.starts_with("received="), "{out}");
+    let before = summary_value(line, "before_attach");
+    assert!(before >= 300, "{line}");
+    assert_eq!(summary_value(line, "lost"), 0, "{line}");
+    assert_eq!(summary_value(line, "received") + before, 3000, "{line}");
+    assert!(err.contains("not lost"), "{err}");
+    assert_eq!(publ.finish().0, 0);
+}
+
+#[test]
+fn bench_help_and_errors_like_the_other_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(shmbus(dir.path()).args(["bench", "--help"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage: shmbus bench") && out.contains("--transports"), "{out}");
+    let (code, _, err) = run(shmbus(dir.path()).args(["bench", "--bogus"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("error:") && err.contains("--bogus"), "{err}");
+}
+
+// ------------------------------------------------------------- shmbus top
+
+#[test]
+fn top_once_json_shows_peers_rates_and_stale_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", "live", "--quiet"]));
+    wait_for("the subscriber to attach", || live_subscribers(dir.path(), "live") == 1);
+    let mut publ = Proc::spawn(shmbus(dir.path()).args(["pub", "live", "--count", "1000000", "--rate", "500"]));
+    wait_for("the publisher to publish", || status(dir.path(), "live").is_some_and(|s| s.published > 0));
+    // A bus whose only peer was killed: stale.
+    let mut dead = Proc::spawn(shmbus(dir.path()).args(["sub", "dead"]));
+    wait_for("the doomed subscriber to attach", || live_subscribers(dir.path(), "dead") == 1);
+    dead.signal(libc::SIGKILL);
+    dead.finish();
+    wait_for("the dead peer's lock to go", || status(dir.path(), "dead").is_some_and(|s| s.stale()));
+
+    let (code, out, err) = run(shmbus(dir.path()).args(["top", "--once", "--json", "--interval", "0.5"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "one JSON object on one line: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let buses = v["buses"].as_array().unwrap();
+    let live = buses.iter().find(|b| b["name"] == "live").expect("bus live");
+    assert_eq!(live["stale"], false);
+    let peers = live["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "{live}");
+    let p = peers.iter().find(|p| p["kind"] == "publisher").unwrap();
+    assert_eq!(p["pid"], publ.pid());
+    assert_eq!(p["state"], "live");
+    assert!(p["msgs_per_s"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(p["bytes_per_s"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(p["lag_bytes"].is_null(), "a publisher has no lag: {p}");
+    let s = peers.iter().find(|p| p["kind"] == "subscriber").unwrap();
+    assert_eq!(s["pid"], sub.pid());
+    for k in ["lag_bytes", "lag_messages", "lost", "messages"] {
+        assert!(s[k].is_u64(), "{k}: {s}");
+    }
+    for k in ["abandoned", "held_back_ns"] {
+        assert!(s[k].is_u64(), "{k}: {s}");
+    }
+    let dead_bus = buses.iter().find(|b| b["name"] == "dead").expect("bus dead");
+    assert_eq!(dead_bus["stale"], true);
+    assert_eq!(dead_bus["peers"][0]["state"], "STALE");
+
+    // Plain lines when stdout is not a terminal.
+    let (code, out, err) = run(shmbus(dir.path()).args(["top", "--once", "--interval", "0.2", "live"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("shmbus top:") && !out.contains('\x1b'), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("BUS") && l.contains("MSGS/S") && l.contains("LAG-BYTES")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("live") && l.contains("publisher")), "{out}");
+    assert!(!out.contains("dead"), "only the bus asked for: {out}");
+
+    publ.signal(libc::SIGTERM);
+    sub.signal(libc::SIGTERM);
+    assert_eq!(publ.finish().0, 0);
+    assert_eq!(sub.finish().0, 0);
+}
+
+#[test]
+fn inspect_and_ls_read_a_bus_this_process_may_not_write() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("buses");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Root may write any file: run the commands as an ordinary user that
+    // owns the directory, so that 0400 really means read-only for them.
+    // SAFETY: geteuid has no preconditions.
+    let as_user = unsafe { libc::geteuid() } == 0;
+    const NOBODY: u32 = 65534;
+    if as_user {
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let cmd = |args: &[&str]| {
+        let mut c = shmbus(&dir);
+        c.args(args);
+        if as_user {
+            c.uid(NOBODY).gid(NOBODY);
+        }
+        c
+    };
+    let (code, _, err) = run(&mut cmd(&["create", "ro", "--persistent", "--mode", "0600"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&mut cmd(&["pub", "ro", "one", "two"]));
+    assert_eq!(code, 0, "{err}");
+    std::fs::set_permissions(bus_file(&dir, "ro"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, out, err) = run(&mut cmd(&["inspect", "ro", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(st["published"], 2, "{out}");
+    assert!(st["tail"].as_u64().unwrap() > 0, "{out}");
+    let (code, out, err) = run(&mut cmd(&["ls", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let ls: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(ls[0]["error"].is_null(), "{out}");
+    assert_eq!(ls[0]["capacity"], 1 << 20, "{out}");
+}
+
+#[test]
+fn demo_says_how_the_receivers_wait_and_compares_like_with_like() {
+    let dir = tempfile::tempdir().unwrap();
+    // auto: the choice and its reason are printed, whatever the machine.
+    let (code, out, err) = run(shmbus(dir.path()).args(["demo", "--duration", "0.3"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("subscribers wait with") && out.contains("(auto: "), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("transport") && l.contains("receivers")), "{out}");
+    // park: socket receivers block in read, as the subscribers sleep in the kernel.
+    let (code, out, err) = run(shmbus(dir.path()).args(["demo", "--duration", "0.3", "--wait", "park"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("subscribers wait with park (--wait)") && out.contains("block in read()"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("unix socket") && l.contains("blocking read")), "{out}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{out}");
+}
+
+// ------------------------------------------------- issue 9 through the CLI
+
+fn voluntary_switches(pid: i32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
+                total += v.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Issue 9, finding 5: an idle `shmbus sub` makes no periodic wake-ups (it
+/// used to wake every 50 ms), and still stops at once on SIGINT.
+#[test]
+fn idle_sub_does_not_wake_up_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", "idle"]));
+    wait_for("the subscriber to park", || status(dir.path(), "idle").is_some_and(|s| s.data_waiters == 1));
+    let before = voluntary_switches(sub.pid());
+    // A measurement window, not a synchronisation.
+    std::thread::sleep(Duration::from_secs(1));
+    let woke = voluntary_switches(sub.pid()) - before;
+    assert!(woke <= 2, "an idle sub woke up {woke} times in 1 s");
+    sub.signal(libc::SIGINT);
+    let (code, _, err) = sub.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(!bus_file(dir.path(), "idle").exists());
+}
+
+/// Issue 9, finding 6: a publisher that claimed a place and never committed
+/// it (here: a claim left open by this test process, which stays alive) is
+/// counted as abandoned by `sub --verify` after the unblock timeout; nothing
+/// is reported corrupt or lost, and the summary says `abandoned=1`.
+#[test]
+fn verify_accounts_for_an_abandoned_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = shmbus::BusConfig::default().dir(dir.path());
+    let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", "ab", "--verify", "--count", "100"]));
+    wait_for("the subscriber to attach", || live_subscribers(dir.path(), "ab") == 1);
+    let mut stalled = shmbus::core::Producer::new(
+        shmbus::core::Bus::attach("ab", &cfg, shmbus::core::PeerKind::Publisher).unwrap(),
+        shmbus::WaitStrategy::Park,
+    );
+    let claim = stalled.try_claim(64).unwrap();
+    let (code, _, err) = run(shmbus(dir.path()).args(["pub", "ab", "--count", "100", "--linger", "10"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = sub.finish();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("received=100 lost=0 corrupt=0 reordered=0 duplicated=0 abandoned=1"), "{out}{err}");
+    assert!(matches!(stalled.commit(claim, false), Err(shmbus::core::ClaimError::Abandoned { .. })));
+}
+
+/// Issue 9, finding 3: `shmbus pub` held back by a stopped subscriber says
+/// once on stderr which one (slot, pid) instead of hanging silently.
+#[test]
+fn pub_names_the_subscriber_that_holds_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", "stuck", "--quiet"]));
+    wait_for("the subscriber to attach", || live_subscribers(dir.path(), "stuck") == 1);
+    sub.signal(libc::SIGSTOP);
+    let mut publ = Proc::spawn(shmbus(dir.path()).args(["pub", "stuck", "--count", "100000"]));
+    wait_for("the publisher to be held back", || {
+        status(dir.path(), "stuck").is_some_and(|s| s.peers.iter().any(|p| p.holding_back_ns > 1_000_000_000))
+    });
+    // Give pub's one-second report a moment past the hold-back being recorded, then stop it.
+    wait_for("the bus to show the stall for 1.5 s", || {
+        status(dir.path(), "stuck").is_some_and(|s| s.peers.iter().any(|p| p.holding_back_ns > 1_500_000_000))
+    });
+    publ.signal(libc::SIGINT);
+    sub.signal(libc::SIGCONT);
+    sub.signal(libc::SIGINT);
+    let (_, _, err) = publ.finish();
+    let _ = sub.finish();
+    assert!(err.contains(&format!("(pid {})", sub.pid())) && err.contains("subscriber"), "{err}");
+    assert_eq!(err.matches("waiting").count(), 1, "said once: {err}");
 }

@@ -10,7 +10,7 @@
 //! from the `shmbus` CLI (`shmbus bench ...`) alike.
 //!
 //! ```text
-//! cargo run --release -p shmbus-bench -- --sizes 64,1024,65536 --json bench.json --svg docs/img
+//! cargo run --release -p shmbus-bench --features iceoryx2 -- --sizes 64,1024,65536 --json bench.json --svg docs/img
 //! ```
 //!
 //! See docs/benchmarks.md for the method and the figures.
@@ -40,31 +40,72 @@ pub fn child_main_if_requested() {
     }
 }
 
-const USAGE: &str = "\
-usage: shmbus bench [options]        (or: cargo run --release -p shmbus-bench -- [options])
+/// Cross-process benchmarks of shmbus against raw shared memory, Unix
+/// sockets, TCP, pipes and (built with the `iceoryx2` feature) iceoryx2.
+///
+/// Transports: shmbus-spin shmbus-spin-park shmbus-park shmbus-loan
+/// raw-atomic raw-futex raw-ring uds-stream uds-stream-poll uds-seqpacket tcp
+/// pipe iceoryx2, or the groups all, shmbus, raw, sockets.
+#[derive(Clone, Debug, Default, clap::Args)]
+#[command(after_help = "Exit code: 0 when every case ran, 1 when any failed, 2 on a usage error. \
+    The same harness runs as `cargo run --release -p shmbus-bench --features iceoryx2 -- [OPTIONS]`.")]
+pub struct BenchArgs {
+    /// Message sizes in bytes (k, K or KiB = 1024), 9 B to 256 MiB [default: 64,1024,65536].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_size)]
+    pub sizes: Option<Vec<usize>>,
+    /// Transports or groups, comma-separated [default: all].
+    #[arg(long, value_name = "LIST")]
+    pub transports: Option<Transports>,
+    /// Patterns: pingpong, stream, fanout, mpsc [default: all].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub patterns: Option<Vec<Pattern>>,
+    /// Repetitions of every case, interleaved [default: 3; 1 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub runs: Option<u64>,
+    /// Small counts (30 ms warm-up, 100 ms measured per run), for tests.
+    #[arg(long)]
+    pub quick: bool,
+    /// Warm-up per run in milliseconds [default: 300].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub warmup_ms: Option<u64>,
+    /// Measuring time per run in milliseconds [default: 1000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub measure_ms: Option<u64>,
+    /// Repeat a run while other processes took more than 10% of a CPU during
+    /// it (or its CPU-to-CPU floor moved), at most N times [default: 6; 0 with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_retries: Option<u32>,
+    /// Write one JSON record per case to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write SVG charts (latency per size, throughput against size) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub svg: Option<PathBuf>,
+    /// Instead: send and receive COUNT messages in this one thread through each
+    /// selected shmbus transport and raw-ring, and print ns/message (for
+    /// instruction counts under valgrind --tool=callgrind).
+    #[arg(long, value_name = "COUNT")]
+    pub inproc: Option<u64>,
+}
 
-Cross-process benchmarks of shmbus against raw shared memory, sockets, pipes and iceoryx2.
+/// A `--transports` list: transports and groups, each named once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transports(pub Vec<Transport>);
 
-options:
-  --sizes LIST        message sizes in bytes (k/K = KiB), default 64,1024,65536
-  --transports LIST   transports or groups (all, shmbus, raw, sockets), default all:
-                      shmbus-spin shmbus-spin-park shmbus-park shmbus-loan raw-atomic
-                      raw-futex raw-ring uds-stream uds-seqpacket tcp pipe iceoryx2
-  --patterns LIST     pingpong, stream, fanout, mpsc (default: all)
-  --runs N            repetitions of every case, interleaved (default 3; 1 with --quick)
-  --quick             small counts (30 ms warm-up, 100 ms measured per run), for tests
-  --warmup-ms N       warm-up per run (default 300)
-  --measure-ms N      measuring time per run (default 1000)
-  --max-retries N     repeat a run while other processes took more than 10% of a CPU
-                      during it, at most N times (default 6; 0 with --quick)
-  --json FILE         write one JSON record per case
-  --svg DIR           write SVG charts (latency per size, throughput against size)
-  --inproc COUNT      instead: send and receive COUNT messages in this one thread through
-                      each selected shmbus transport and raw-ring, and print ns/message
-                      (for instruction counts under valgrind --tool=callgrind)
-  -h, --help          this text
-
-The exit code is 0 when every case ran, 1 when any failed, 2 on a usage error.";
+impl std::str::FromStr for Transports {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Transports, String> {
+        let mut all = Vec::new();
+        for w in s.split(',') {
+            for t in Transport::parse_group(w.trim())? {
+                if !all.contains(&t) {
+                    all.push(t);
+                }
+            }
+        }
+        Ok(Transports(all))
+    }
+}
 
 fn parse_size(word: &str) -> Result<usize, String> {
     let w = word.trim();
@@ -72,153 +113,86 @@ fn parse_size(word: &str) -> Result<usize, String> {
         Some(n) => (n, 1024),
         None => (w.strip_suffix('B').unwrap_or(w), 1),
     };
-    num.trim().parse::<usize>().map(|n| n * mul).map_err(|_| format!("bad message size {word:?}"))
+    let n = num
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or(format!("bad message size {word:?}"))?;
+    if !(spec::MSG_HEADER..=(256 << 20)).contains(&n) {
+        return Err(format!("message size {word:?} is not between {} bytes and 256 MiB", spec::MSG_HEADER));
+    }
+    Ok(n)
 }
 
-/// Parsed command line.
-struct Cli {
-    opts: Options,
-    json: Option<PathBuf>,
-    svg: Option<PathBuf>,
-    inproc: Option<u64>,
+impl BenchArgs {
+    fn options(&self) -> Options {
+        let mut opts = if self.quick { Options::quick() } else { Options::full() };
+        if let Some(v) = &self.sizes {
+            opts.sizes = v.clone();
+        }
+        if let Some(v) = &self.transports {
+            opts.transports = v.0.clone();
+        }
+        if let Some(v) = &self.patterns {
+            opts.patterns = v.clone();
+        }
+        if let Some(v) = self.runs {
+            opts.runs = v as usize;
+        }
+        if let Some(v) = self.warmup_ms {
+            opts.warmup_ms = v;
+        }
+        if let Some(v) = self.measure_ms {
+            opts.measure_ms = v;
+        }
+        if let Some(v) = self.max_retries {
+            opts.max_retries = v;
+        }
+        opts
+    }
 }
 
-fn parse(args: &[String]) -> Result<Option<Cli>, String> {
-    let mut quick = false;
-    let mut runs: Option<usize> = None;
-    let mut sizes = None;
-    let mut transports = None;
-    let mut patterns = None;
-    let mut warmup = None;
-    let mut measure = None;
-    let mut json = None;
-    let mut svg = None;
-    let mut inproc = None;
-    let mut retries = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{flag} needs a value"));
-        match flag {
-            "-h" | "--help" => return Ok(None),
-            "--quick" => quick = true,
-            "--runs" => {
-                let v = value()?;
-                runs = Some(v.parse().ok().filter(|&n: &usize| n > 0).ok_or(format!("bad --runs {v:?}"))?);
-            }
-            "--sizes" => sizes = Some(value()?.split(',').map(parse_size).collect::<Result<Vec<_>, _>>()?),
-            "--transports" => {
-                let mut all = Vec::new();
-                for w in value()?.split(',') {
-                    for t in Transport::parse_group(w.trim())? {
-                        if !all.contains(&t) {
-                            all.push(t);
-                        }
-                    }
-                }
-                transports = Some(all);
-            }
-            "--patterns" => {
-                patterns = Some(value()?.split(',').map(|w| w.trim().parse()).collect::<Result<Vec<Pattern>, _>>()?)
-            }
-            "--warmup-ms" => {
-                let v = value()?;
-                warmup = Some(v.parse().map_err(|_| format!("bad --warmup-ms {v:?}"))?);
-            }
-            "--measure-ms" => {
-                let v = value()?;
-                measure = Some(v.parse().ok().filter(|&n: &u64| n > 0).ok_or(format!("bad --measure-ms {v:?}"))?);
-            }
-            "--json" => json = Some(PathBuf::from(value()?)),
-            "--svg" => svg = Some(PathBuf::from(value()?)),
-            "--max-retries" => {
-                let v = value()?;
-                retries = Some(v.parse().map_err(|_| format!("bad --max-retries {v:?}"))?);
-            }
-            "--inproc" => {
-                let v = value()?;
-                inproc = Some(v.parse().map_err(|_| format!("bad --inproc {v:?}"))?);
-            }
-            other => return Err(format!("unknown option {other:?}")),
-        }
-    }
-    let mut opts = if quick { Options::quick() } else { Options::full() };
-    if let Some(v) = sizes {
-        opts.sizes = v;
-    }
-    if let Some(v) = transports {
-        opts.transports = v;
-    }
-    if let Some(v) = patterns {
-        opts.patterns = v;
-    }
-    if let Some(v) = runs {
-        opts.runs = v;
-    }
-    if let Some(v) = warmup {
-        opts.warmup_ms = v;
-    }
-    if let Some(v) = measure {
-        opts.measure_ms = v;
-    }
-    if let Some(v) = retries {
-        opts.max_retries = v;
-    }
-    if opts.sizes.iter().any(|s| !(spec::MSG_HEADER..=(256 << 20)).contains(s)) {
-        return Err(format!("message sizes must be between {} bytes and 256 MiB", spec::MSG_HEADER));
-    }
-    Ok(Some(Cli { opts, json, svg, inproc }))
+/// The command line as typed (program name without its directory), for the report.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    let prog = args.next().map(|p| p.rsplit('/').next().unwrap_or(&p).to_owned()).unwrap_or_default();
+    std::iter::once(prog).chain(args).collect::<Vec<_>>().join(" ")
 }
 
-/// Runs `shmbus bench` with its arguments (without the program name and the
-/// `bench` word). Returns the process exit code.
-pub fn cli_main(args: Vec<String>) -> i32 {
-    let cli = match parse(&args) {
-        Ok(Some(cli)) => cli,
-        Ok(None) => {
-            println!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("shmbus bench: {e}\n\n{USAGE}");
-            return 2;
-        }
-    };
-    if let Some(count) = cli.inproc {
-        return inproc_main(&cli.opts, count);
+/// Runs the benchmarks as `args` say. Returns the process exit code.
+pub fn run(args: BenchArgs) -> i32 {
+    let opts = args.options();
+    if let Some(count) = args.inproc {
+        return inproc_main(&opts, count);
     }
     let machine = report::Machine::probe();
-    let cases = cli.opts.cases();
+    let cases = opts.cases();
     if cases.is_empty() {
         eprintln!("shmbus bench: no case matches these transports, patterns and sizes");
         return 2;
     }
-    let estimate =
-        cases.len() as f64 * cli.opts.runs as f64 * ((cli.opts.warmup_ms + cli.opts.measure_ms) as f64 / 1e3 + 0.05);
+    let estimate = cases.len() as f64 * opts.runs as f64 * ((opts.warmup_ms + opts.measure_ms) as f64 / 1e3 + 0.05);
     eprintln!(
         "shmbus bench: {} cases x {} runs, about {:.0} s; CPU {}, {} CPUs, kernel {}, {}",
         cases.len(),
-        cli.opts.runs,
+        opts.runs,
         estimate,
         machine.cpu,
         machine.cores,
         machine.kernel,
         machine.libc
     );
-    let outcome = match harness::run_all(&cli.opts) {
+    let outcome = match harness::run_all(&opts) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("shmbus bench: {e}");
             return 1;
         }
     };
-    let command = if args.is_empty() { "shmbus bench".to_string() } else { format!("shmbus bench {}", args.join(" ")) };
-    println!("{}", report::markdown(&machine, &outcome, &command));
+    println!("{}", report::markdown(&machine, &outcome, &command_line()));
     let mut code = if outcome.failures.is_empty() { 0 } else { 1 };
-    if let Some(path) = &cli.json {
+    if let Some(path) = &args.json {
         let written = serde_json::to_string_pretty(&outcome.records)
             .map_err(|e| e.to_string())
             .and_then(|s| std::fs::write(path, s + "\n").map_err(|e| e.to_string()));
@@ -227,7 +201,7 @@ pub fn cli_main(args: Vec<String>) -> i32 {
             code = 1;
         }
     }
-    if let Some(dir) = &cli.svg {
+    if let Some(dir) = &args.svg {
         match plot::write_all(dir, &outcome.records) {
             Ok(files) => {
                 for f in files {
@@ -264,23 +238,29 @@ fn inproc_main(opts: &Options, count: u64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parse(s: &str) -> Result<BenchArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(s.split_whitespace())).map(|c| c.args)
     }
 
     #[test]
     fn options_parse() {
-        let cli = parse(&args("--quick --sizes 64,1k,64KiB --transports shmbus-spin,raw --runs=2 --json x.json"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(cli.opts.sizes, vec![64, 1024, 65536]);
-        assert_eq!(cli.opts.runs, 2);
-        assert_eq!(cli.opts.transports.len(), 4);
-        assert_eq!(cli.json, Some(PathBuf::from("x.json")));
-        assert!(parse(&args("--sizes 4")).is_err());
-        assert!(parse(&args("--bogus")).is_err());
-        assert!(parse(&args("--runs")).is_err());
-        assert!(parse(&args("--help")).unwrap().is_none());
+        let a = parse("--quick --sizes 64,1k,64KiB --transports shmbus-spin,raw --runs=2 --json x.json").unwrap();
+        let opts = a.options();
+        assert_eq!(opts.sizes, vec![64, 1024, 65536]);
+        assert_eq!(opts.runs, 2);
+        assert_eq!(opts.transports.len(), 4);
+        assert_eq!(a.json, Some(PathBuf::from("x.json")));
+        for bad in ["--sizes 4", "--bogus", "--runs", "--runs 0", "--transports nope", "--patterns sideways"] {
+            assert_eq!(parse(bad).map(|_| ()).unwrap_err().exit_code(), 2, "{bad}");
+        }
+        assert_eq!(parse("--help").map(|_| ()).unwrap_err().exit_code(), 0);
     }
 }

@@ -37,8 +37,11 @@ pub enum Transport {
     RawFutex,
     /// A minimal single-producer single-consumer byte ring in a shared file.
     RawRing,
-    /// Unix domain socket, `SOCK_STREAM`.
+    /// Unix domain socket, `SOCK_STREAM`, blocking reads and writes.
     UdsStream,
+    /// Unix domain socket, `SOCK_STREAM`, non-blocking, both sides spinning
+    /// on `EAGAIN` (busy-polling): the like of shmbus busy-spin.
+    UdsStreamPoll,
     /// Unix domain socket, `SOCK_SEQPACKET`.
     UdsSeqpacket,
     /// TCP over 127.0.0.1 with `TCP_NODELAY`.
@@ -65,7 +68,7 @@ pub enum Pattern {
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 12] = [
+    pub const ALL: [Transport; 13] = [
         Transport::ShmbusSpin,
         Transport::ShmbusSpinPark,
         Transport::ShmbusPark,
@@ -74,6 +77,7 @@ impl Transport {
         Transport::RawFutex,
         Transport::RawRing,
         Transport::UdsStream,
+        Transport::UdsStreamPoll,
         Transport::UdsSeqpacket,
         Transport::Tcp,
         Transport::Pipe,
@@ -91,6 +95,7 @@ impl Transport {
             Transport::RawFutex => "raw-futex",
             Transport::RawRing => "raw-ring",
             Transport::UdsStream => "uds-stream",
+            Transport::UdsStreamPoll => "uds-stream-poll",
             Transport::UdsSeqpacket => "uds-seqpacket",
             Transport::Tcp => "tcp",
             Transport::Pipe => "pipe",
@@ -102,6 +107,7 @@ impl Transport {
     pub fn family(self) -> &'static str {
         match self {
             Transport::ShmbusSpin | Transport::ShmbusSpinPark | Transport::ShmbusPark => "shmbus",
+            Transport::UdsStreamPoll => "uds-stream",
             other => other.id(),
         }
     }
@@ -109,11 +115,12 @@ impl Transport {
     /// The `mode` field of a JSON record: how the receiving side waits.
     pub fn mode(self) -> &'static str {
         match self {
-            Transport::ShmbusSpin | Transport::ShmbusLoan | Transport::RawAtomic | Transport::RawRing => "busy-spin",
+            Transport::ShmbusSpin | Transport::RawAtomic | Transport::RawRing => "busy-spin",
+            Transport::ShmbusLoan => "busy-spin, no payload copy",
             Transport::ShmbusSpinPark => "spin-then-park",
             Transport::ShmbusPark | Transport::RawFutex => "park",
             Transport::UdsStream | Transport::UdsSeqpacket | Transport::Tcp | Transport::Pipe => "blocking",
-            Transport::Iceoryx2 => "busy-poll",
+            Transport::Iceoryx2 | Transport::UdsStreamPoll => "busy-poll",
         }
     }
 
@@ -140,7 +147,13 @@ impl Transport {
             "all" => Ok(all()),
             "shmbus" => Ok(all().into_iter().filter(|t| t.family().starts_with("shmbus")).collect()),
             "raw" => Ok(all().into_iter().filter(|t| t.id().starts_with("raw-")).collect()),
-            "sockets" => Ok(vec![Transport::UdsStream, Transport::UdsSeqpacket, Transport::Tcp, Transport::Pipe]),
+            "sockets" => Ok(vec![
+                Transport::UdsStream,
+                Transport::UdsStreamPoll,
+                Transport::UdsSeqpacket,
+                Transport::Tcp,
+                Transport::Pipe,
+            ]),
             one => {
                 let t: Transport = one.parse()?;
                 if t.available() {

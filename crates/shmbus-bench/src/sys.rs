@@ -110,6 +110,38 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Kernel buffer for every socket and pipe of the kernel transports: the size
+/// of a shmbus ring (like for like: neither side runs out of buffer first).
+pub const KERNEL_BUFFER: usize = 1 << 20;
+
+/// Sets a socket's send and receive buffers (`SO_SNDBUF`, `SO_RCVBUF`) to
+/// `bytes` (the kernel doubles the value for its bookkeeping and caps it at
+/// `net.core.wmem_max` / `rmem_max`).
+pub fn set_socket_buffers(fd: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        check(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Sets a pipe's buffer to `bytes` (`F_SETPIPE_SZ`; at most
+/// `/proc/sys/fs/pipe-max-size` for an unprivileged process, 1 MiB by default).
+pub fn set_pipe_size(fd: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fcntl on a descriptor we own, with an integer argument.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, v) }).map(drop)
+}
+
 /// Creates a FIFO (a named pipe: the kernel's pipe, reachable by path).
 pub fn mkfifo(path: &Path) -> io::Result<()> {
     let c = cstring(path)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use shmbus::{BusConfig, BusStatus, GcAction, PeerKind};
 
-use crate::attach::creation_config;
+use crate::attach::{check_values, creation_config};
 use crate::error::{CliError, CliResult};
 use crate::output::{print, table};
 use crate::units::{bytes_both, human_bytes};
@@ -33,6 +33,7 @@ fn kind_str(k: PeerKind) -> &'static str {
 
 /// `shmbus create NAME`.
 pub fn create(name: &str, base: &BusConfig, sizing: &SizingArgs) -> CliResult {
+    check_values(name, base, sizing, false)?;
     let cfg = creation_config(base, sizing)?;
     let info = shmbus::create_bus(name, &cfg)?;
     let path = shmbus::core::bus_path(&shmbus::core::resolve_dir(&cfg), name);
@@ -42,11 +43,12 @@ pub fn create(name: &str, base: &BusConfig, sizing: &SizingArgs) -> CliResult {
         "not persistent: removed when its last peer detaches, or by `shmbus gc` while none is attached"
     };
     print(&format!(
-        "created bus '{name}' at {}: capacity {}, max message {}, overflow {}, {lifetime}\n",
+        "created bus '{name}' at {}: capacity {}, max message {}, overflow {}, {} peer slots, {lifetime}\n",
         path.display(),
         human_bytes(info.capacity),
         bytes_both(u64::from(info.max_message)),
         info.overflow,
+        info.peer_slots,
     ))?;
     Ok(0)
 }
@@ -164,6 +166,10 @@ struct PeerJson {
     bytes: u64,
     lost: u64,
     attached_unix_ns: u64,
+    abandoned: u64,
+    holding_back_ns: u64,
+    evicted: bool,
+    parked: bool,
 }
 
 fn inspect_json(st: &BusStatus) -> InspectJson {
@@ -198,6 +204,10 @@ fn inspect_json(st: &BusStatus) -> InspectJson {
                 bytes: p.bytes,
                 lost: p.lost,
                 attached_unix_ns: p.attached_unix_ns,
+                abandoned: p.abandoned,
+                holding_back_ns: p.holding_back_ns,
+                evicted: p.evicted,
+                parked: p.parked,
             })
             .collect(),
     }
@@ -239,10 +249,22 @@ pub fn inspect(name: &str, cfg: &BusConfig, json: bool) -> CliResult {
     if st.peers.is_empty() {
         text.push_str("no peers attached\n");
     } else {
-        let mut rows =
-            vec![["SLOT", "KIND", "PID", "ALIVE", "CURSOR", "LAG-BYTES", "LAG-MSGS", "MESSAGES", "BYTES", "LOST"]
-                .map(String::from)
-                .to_vec()];
+        let mut rows = vec![[
+            "SLOT",
+            "KIND",
+            "PID",
+            "ALIVE",
+            "CURSOR",
+            "LAG-BYTES",
+            "LAG-MSGS",
+            "MESSAGES",
+            "BYTES",
+            "LOST",
+            "ABANDONED",
+            "HOLDING-BACK",
+        ]
+        .map(String::from)
+        .to_vec()];
         for p in &st.peers {
             let sub = p.kind == PeerKind::Subscriber;
             let sub_only = |v: u64| if sub { v.to_string() } else { "-".into() };
@@ -257,6 +279,16 @@ pub fn inspect(name: &str, cfg: &BusConfig, json: bool) -> CliResult {
                 p.messages.to_string(),
                 p.bytes.to_string(),
                 sub_only(p.lost),
+                sub_only(p.abandoned),
+                if !sub {
+                    "-".into()
+                } else if p.evicted {
+                    "evicted".into()
+                } else if p.holding_back_ns > 0 {
+                    format!("{:.1} s", p.holding_back_ns as f64 / 1e9)
+                } else {
+                    "-".into()
+                },
             ]);
         }
         text.push_str(&table(&rows));

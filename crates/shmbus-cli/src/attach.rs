@@ -5,7 +5,49 @@ use std::path::Path;
 
 use shmbus::{BusConfig, Error, HeaderInfo, Publisher, StartAt, Subscriber};
 
+use crate::error::CliError;
+use crate::units::{human_bytes, size_arg};
 use crate::SizingArgs;
+
+/// Checks the sizing options that could never make a bus: a usage error
+/// (exit 2) naming the bus, its file and the allowed range. `exists` says
+/// whether the bus is there already: then only values that are wrong on their
+/// own are refused here (a max message that the default capacity could not
+/// hold may fit the existing bus; what contradicts it is reported by
+/// [`check_explicit`]).
+pub fn check_values(name: &str, base: &BusConfig, s: &SizingArgs, exists: bool) -> Result<(), CliError> {
+    use shmbus::core::layout::{max_message_for, MAX_CAPACITY, MIN_CAPACITY};
+    let path = shmbus::core::bus_path(&shmbus::core::resolve_dir(base), name);
+    let bad = |what: String| Err(CliError::usage(format!("bus '{name}' at {}: {what}", path.display())));
+    if let Some(c) = s.capacity {
+        if !c.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&c) {
+            return bad(format!(
+                "--capacity {} is not a power of two between {} and {} (e.g. 64KiB, 1MiB)",
+                size_arg(c),
+                human_bytes(MIN_CAPACITY),
+                human_bytes(MAX_CAPACITY)
+            ));
+        }
+    }
+    if let Some(m) = s.max_message {
+        let capacity = s.capacity.unwrap_or_else(|| BusConfig::default().get_capacity());
+        let most =
+            if s.capacity.is_some() || !exists { max_message_for(capacity) } else { max_message_for(MAX_CAPACITY) };
+        if m == 0 || m > most {
+            let ring = if s.capacity.is_some() || !exists {
+                format!("a ring of {}", human_bytes(capacity))
+            } else {
+                "any ring".to_owned()
+            };
+            return bad(format!(
+                "--max-message {} is not between 1 byte and {}, the most {ring} allows (a quarter of it minus a 32-byte frame header)",
+                size_arg(m),
+                size_arg(most)
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The config to create the bus with: the explicit options over the defaults
 /// (the library derives an unset size from a set one, and remembers which were set).
@@ -27,6 +69,12 @@ pub fn creation_config(base: &BusConfig, s: &SizingArgs) -> Result<BusConfig, Er
     }
     if let Some(m) = s.mode {
         cfg = cfg.mode(m);
+    }
+    if let Some(n) = s.max_peers {
+        cfg = cfg.max_peers(n);
+    }
+    if let Some(e) = s.evict_after {
+        cfg = cfg.evict_after(std::time::Duration::from_secs_f64(e));
     }
     Ok(cfg)
 }
@@ -81,16 +129,29 @@ impl Handle for Subscriber {
 
 /// Attaches to `name`, or creates it with the sizing options. `start` is
 /// where a subscriber starts reading.
-pub fn open<H: Handle>(name: &str, base: &BusConfig, s: &SizingArgs, start: StartAt) -> Result<H, Error> {
-    let create_cfg = creation_config(base, s)?;
+pub fn open<H: Handle>(name: &str, base: &BusConfig, s: &SizingArgs, start: StartAt) -> Result<H, CliError> {
     // Compare before attaching: a handle that attached and then detached
     // because of a mismatch could be the last peer out, and remove the bus.
     match shmbus::inspect(name, base) {
-        Ok(st) => check_explicit(name, &st.path, &st.header, s)?,
-        Err(Error::NotFound { .. }) => {}
+        Ok(st) => {
+            check_values(name, base, s, true)?;
+            check_explicit(name, &st.path, &st.header, s)?;
+        }
+        Err(Error::NotFound { .. }) => check_values(name, base, s, false)?,
         // Attaching below reports it (or finds the bus repaired meanwhile).
-        Err(_) => {}
+        Err(_) => check_values(name, base, s, true)?,
     }
+    let create_cfg = creation_config(base, s)?;
+    Ok(attach_or_create(name, base, &create_cfg, s, start)?)
+}
+
+fn attach_or_create<H: Handle>(
+    name: &str,
+    base: &BusConfig,
+    create_cfg: &BusConfig,
+    s: &SizingArgs,
+    start: StartAt,
+) -> Result<H, Error> {
     for _ in 0..16 {
         match H::attach(name, base, start) {
             Ok(h) => {
@@ -100,7 +161,7 @@ pub fn open<H: Handle>(name: &str, base: &BusConfig, s: &SizingArgs, start: Star
             Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        match H::open_or_create(name, &create_cfg, start) {
+        match H::open_or_create(name, create_cfg, start) {
             Ok(h) => {
                 // Another process may have created it between our attach and
                 // open_or_create with the same settings: then it is not ours.

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 /// Exit code of a runtime error.
 pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code of a usage error (a bad value on the command line).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `sub --timeout` when nothing arrived in time.
 pub const EXIT_TIMEOUT: u8 = 3;
 /// Exit code of `sub --verify` (and `demo`) when a message was corrupt, reordered or duplicated.
@@ -14,18 +16,31 @@ pub const EXIT_VERIFY: u8 = 4;
 #[derive(Debug)]
 pub struct CliError {
     message: String,
+    usage: bool,
 }
 
 impl CliError {
-    /// An error with this message.
+    /// A runtime error with this message (exit code 1).
     pub fn new(message: impl Into<String>) -> Self {
-        CliError { message: message.into() }
+        CliError { message: message.into(), usage: false }
     }
 
-    /// Prints `shmbus: <message>` on stderr and returns exit code 1.
+    /// A usage error: a value on the command line that can never work
+    /// (exit code 2, one line `error: <message>`, as the argument parser's).
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError { message: message.into(), usage: true }
+    }
+
+    /// Prints the one-line message on stderr and returns the exit code:
+    /// `shmbus: <message>` and 1, or `error: <message>` and 2 for a usage error.
     pub fn report(self) -> ExitCode {
-        eprintln!("shmbus: {}", self.message);
-        ExitCode::from(EXIT_RUNTIME)
+        if self.usage {
+            eprintln!("error: {}", self.message);
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            eprintln!("shmbus: {}", self.message);
+            ExitCode::from(EXIT_RUNTIME)
+        }
     }
 }
 

@@ -15,13 +15,35 @@ use crate::{attach, clock, synthetic, PubArgs};
 /// Synthetic messages sent when `--count` is not given.
 pub const DEFAULT_COUNT: u64 = 1000;
 
+/// Whether `send` already said who holds this process's publisher back.
+static BLOCKED_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Publishes one message, waiting for space in slices so a signal is noticed.
-/// Returns false if a stop was requested before it was sent.
+/// A message abandoned while this process was stopped between claim and
+/// commit is sent again. The first time a subscriber holds the publisher back
+/// for a second or more, says so once on stderr. Returns false if a stop was
+/// requested before it was sent.
 pub fn send(publ: &mut Publisher, msg: &[u8], stop: &Stop) -> Result<bool, CliError> {
     loop {
         match publ.send_timeout(msg, SLICE) {
             Ok(()) => return Ok(true),
+            Err(SendError::Abandoned { .. }) => {}
             Err(SendError::Timeout | SendError::Full) => {
+                if let Some(b) = publ.blocked_by() {
+                    if !BLOCKED_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        eprintln!(
+                            "shmbus: bus '{}': waiting {:.1} s for the {} in slot {} (pid {}), {} behind: it is not \
+                             reading (stopped, stuck or slow); block mode waits for it (create the bus with \
+                             --evict-after to drop such a reader, or stop that process)",
+                            publ.name(),
+                            b.waited.as_secs_f64(),
+                            b.kind,
+                            b.slot,
+                            b.pid,
+                            crate::units::human_bytes(b.behind)
+                        );
+                    }
+                }
                 if stop.requested() {
                     return Ok(false);
                 }
@@ -36,7 +58,12 @@ pub fn send(publ: &mut Publisher, msg: &[u8], stop: &Stop) -> Result<bool, CliEr
 /// Sleeps until message `i` is due at `rate` per second from `start`.
 fn pace(start: Instant, i: u64, rate: Option<f64>, stop: &Stop) -> bool {
     let Some(rate) = rate else { return !stop.requested() };
-    let due = start + Duration::from_secs_f64(i as f64 / rate);
+    // `--rate` is bounded (see `parse_rate`), but a far-away due time must
+    // still not overflow: it is then simply never reached.
+    let Some(due) = Duration::try_from_secs_f64(i as f64 / rate).ok().and_then(|d| start.checked_add(d)) else {
+        while stop.sleep(Duration::from_secs(3600)) {}
+        return false;
+    };
     let now = Instant::now();
     if due > now {
         stop.sleep(due - now)
@@ -46,6 +73,9 @@ fn pace(start: Instant, i: u64, rate: Option<f64>, stop: &Stop) -> bool {
 }
 
 struct Progress {
+    /// Whether stderr is a terminal, asked once (not once per message: that
+    /// is an `ioctl` each time).
+    enabled: bool,
     bar: Option<crate::output::Spinner>,
     start: Instant,
     last: Instant,
@@ -54,12 +84,12 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         let now = Instant::now();
-        Progress { bar: None, start: now, last: now }
+        Progress { enabled: progress_wanted(), bar: None, start: now, last: now }
     }
 
     /// Shows a progress line once the run has lasted a second (only on a terminal).
     fn update(&mut self, sent: u64, total: Option<u64>) {
-        if !progress_wanted() || self.last.elapsed() < Duration::from_millis(100) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(100) {
             return;
         }
         self.last = Instant::now();
@@ -88,18 +118,47 @@ impl Progress {
 pub fn run(a: &PubArgs, base: &BusConfig) -> CliResult {
     let stop = Stop::install();
     let mut publ = attach::open::<Publisher>(&a.name, base, &a.sizing, StartAt::Latest)?;
+    let audience = Audience::now(&publ, base);
     let mut progress = Progress::new();
-    let sent = if a.stdin {
+    let sent = if !a.messages.is_empty() {
+        publish_args(&mut publ, a, &stop)?
+    } else if a.stdin {
         publish_stdin(&mut publ, a, &stop, &mut progress)?
     } else {
         publish_synthetic(&mut publ, a, &stop, &mut progress)?
     };
     progress.finish();
     if sent > 0 && !stop.requested() {
-        linger(&publ, base, Duration::from_secs_f64(a.linger), &stop);
+        linger(&publ, base, audience, Duration::from_secs_f64(a.linger), &stop);
     }
     drop(publ);
     Ok(0)
+}
+
+fn too_long(publ: &Publisher, what: String, len: String) -> CliError {
+    CliError::new(format!(
+        "bus '{}' at {}: {what} is {len}, larger than the bus's max_message of {} bytes",
+        publ.name(),
+        publ.path().display(),
+        publ.max_message()
+    ))
+}
+
+/// `shmbus pub NAME MESSAGE...`: each argument is one message.
+fn publish_args(publ: &mut Publisher, a: &PubArgs, stop: &Stop) -> Result<u64, CliError> {
+    let max = publ.max_message();
+    if let Some((i, m)) = a.messages.iter().enumerate().find(|(_, m)| m.len() > max) {
+        return Err(too_long(publ, format!("message argument {}", i + 1), format!("{} bytes", m.len())));
+    }
+    let start = Instant::now();
+    let mut sent = 0;
+    for m in &a.messages {
+        if !pace(start, sent, a.rate, stop) || !send(publ, m.as_bytes(), stop)? {
+            break;
+        }
+        sent += 1;
+    }
+    Ok(sent)
 }
 
 fn publish_synthetic(publ: &mut Publisher, a: &PubArgs, stop: &Stop, progress: &mut Progress) -> Result<u64, CliError> {
@@ -133,32 +192,50 @@ fn publish_synthetic(publ: &mut Publisher, a: &PubArgs, stop: &Stop, progress: &
 
 enum Line {
     Data(Vec<u8>),
+    /// A line longer than the bus's max message: reading stopped after
+    /// max + 1 bytes of it.
+    TooLong,
     Failed(std::io::Error),
 }
 
+/// Reads one line of at most `max` bytes (without its `\n`) into `line`.
+/// Never holds more than `max + 1` bytes of a line: a longer one is
+/// [`Line::TooLong`]. `None` at the end of the input.
+fn read_line(input: &mut impl BufRead, max: usize, line: &mut Vec<u8>) -> Option<Line> {
+    line.clear();
+    let limit = max as u64 + 1;
+    loop {
+        let room = limit - line.len() as u64;
+        match input.by_ref().take(room).read_until(b'\n', line) {
+            Ok(0) if line.is_empty() => return None,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                    return Some(Line::Data(std::mem::take(line)));
+                }
+                if line.len() as u64 >= limit {
+                    return Some(Line::TooLong);
+                }
+                // End of input: a last line without `\n`.
+                return Some(Line::Data(std::mem::take(line)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(Line::Failed(e)),
+        }
+    }
+}
+
 /// Reads stdin on its own thread, so that the main thread can look at the
-/// stop flag while a read blocks.
-fn stdin_lines() -> mpsc::Receiver<Line> {
+/// stop flag while a read blocks. Lines longer than `max` end the reading.
+fn stdin_lines(max: usize) -> mpsc::Receiver<Line> {
     let (tx, rx) = mpsc::sync_channel(1024);
     std::thread::spawn(move || {
         let mut input = BufReader::with_capacity(1 << 16, std::io::stdin().lock());
-        loop {
-            let mut line = Vec::new();
-            match input.by_ref().read_until(b'\n', &mut line) {
-                Ok(0) => return,
-                Ok(_) => {
-                    if line.last() == Some(&b'\n') {
-                        line.pop();
-                    }
-                    if tx.send(Line::Data(line)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.send(Line::Failed(e));
-                    return;
-                }
+        let mut line = Vec::new();
+        while let Some(l) = read_line(&mut input, max, &mut line) {
+            let last = !matches!(l, Line::Data(_));
+            if tx.send(l).is_err() || last {
+                return;
             }
         }
     });
@@ -166,14 +243,17 @@ fn stdin_lines() -> mpsc::Receiver<Line> {
 }
 
 fn publish_stdin(publ: &mut Publisher, a: &PubArgs, stop: &Stop, progress: &mut Progress) -> Result<u64, CliError> {
-    let lines = stdin_lines();
-    let limit = a.count.unwrap_or(u64::MAX);
     let max = publ.max_message();
+    let lines = stdin_lines(max);
+    let limit = a.count.unwrap_or(u64::MAX);
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < limit {
         let line = match lines.recv_timeout(SLICE) {
             Ok(Line::Data(l)) => l,
+            Ok(Line::TooLong) => {
+                return Err(too_long(publ, format!("line {} of stdin", sent + 1), format!("more than {max} bytes")));
+            }
             Ok(Line::Failed(e)) => {
                 return Err(CliError::new(format!("bus '{}': cannot read stdin: {e}", publ.name())));
             }
@@ -185,15 +265,6 @@ fn publish_stdin(publ: &mut Publisher, a: &PubArgs, stop: &Stop, progress: &mut 
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        if line.len() > max {
-            return Err(CliError::new(format!(
-                "bus '{}' at {}: line {} of stdin is {} bytes, larger than the bus's max_message of {max} bytes",
-                publ.name(),
-                publ.path().display(),
-                sent + 1,
-                line.len()
-            )));
-        }
         if !pace(start, sent, a.rate, stop) || !send(publ, &line, stop)? {
             break;
         }
@@ -203,45 +274,68 @@ fn publish_stdin(publ: &mut Publisher, a: &PubArgs, stop: &Stop, progress: &mut 
     Ok(sent)
 }
 
+/// Whether subscribers were there when `pub` attached, and the bus's attach
+/// epoch then: what [`linger`] compares the end with.
+#[derive(Clone, Copy)]
+struct Audience {
+    subscribers: bool,
+    epoch: Option<u64>,
+}
+
+impl Audience {
+    fn now(publ: &Publisher, base: &BusConfig) -> Audience {
+        match shmbus::inspect(publ.name(), base) {
+            Ok(st) => Audience { subscribers: st.live_subscribers() > 0, epoch: Some(st.attach_epoch) },
+            Err(_) => Audience { subscribers: false, epoch: None },
+        }
+    }
+}
+
+/// First and longest pause between two looks at the bus while lingering.
+const LINGER_FIRST_LOOK: Duration = Duration::from_millis(2);
+const LINGER_LONGEST_LOOK: Duration = Duration::from_millis(50);
+
 /// The messages of a non-persistent bus go with its file when the last peer
 /// detaches. When no subscriber is attached at the end, waits (at most `max`)
-/// until a subscriber attached and caught up, or attached and left again (the
-/// bus's attach epoch moved, so even a subscriber that came and went between
-/// two looks is noticed), so that a subscriber started right after `pub`
-/// (e.g. `--from oldest`) still gets them.
-fn linger(publ: &Publisher, base: &BusConfig, max: Duration, stop: &Stop) {
+/// until a subscriber attached and caught up, or attached and left again, so
+/// that a subscriber started right after `pub` (e.g. `--from oldest`) still
+/// gets them. A subscriber that was attached while `pub` published (there
+/// when it attached, or the bus's attach epoch moved since) and has left
+/// already took what it wanted: then `pub` leaves at once. Looks at the bus
+/// after 2 ms, then ever less often, up to every 50 ms: the attach epoch
+/// tells of a subscriber that came and went between two looks.
+fn linger(publ: &Publisher, base: &BusConfig, audience: Audience, max: Duration, stop: &Stop) {
     if publ.info().persistent || max.is_zero() {
         return;
     }
     let deadline = Instant::now() + max;
-    let mut first_epoch = None;
+    let mut pause = LINGER_FIRST_LOOK;
+    let mut first = true;
     loop {
         let Ok(st) = shmbus::inspect(publ.name(), base) else { return };
         let live: Vec<_> = st.peers.iter().filter(|p| p.alive && p.kind == shmbus::PeerKind::Subscriber).collect();
-        match first_epoch {
-            None => {
-                if !live.is_empty() {
-                    // Subscribers are attached: the bus outlives us.
-                    return;
-                }
-                if progress_wanted() {
-                    eprintln!(
-                        "shmbus: no subscriber on bus '{}' yet; keeping its messages for up to {} (--linger)",
-                        publ.name(),
-                        human_ns(max.as_nanos() as u64)
-                    );
-                }
-                first_epoch = Some(st.attach_epoch);
+        let came = audience.subscribers || audience.epoch.is_some_and(|e| e != st.attach_epoch);
+        if first {
+            // Subscribers attached: the bus outlives us. None now, but one
+            // came while we published: it has left with what it wanted.
+            if !live.is_empty() || came {
+                return;
             }
-            Some(epoch) => {
-                let came = st.attach_epoch != epoch;
-                if (came && live.is_empty()) || (!live.is_empty() && live.iter().all(|p| p.lag_bytes == 0)) {
-                    return;
-                }
+            if progress_wanted() {
+                eprintln!(
+                    "shmbus: no subscriber on bus '{}' yet; keeping its messages for up to {} (--linger)",
+                    publ.name(),
+                    human_ns(max.as_nanos() as u64)
+                );
             }
-        }
-        if Instant::now() >= deadline || !stop.sleep(Duration::from_millis(2)) {
+            first = false;
+        } else if (came && live.is_empty()) || (!live.is_empty() && live.iter().all(|p| p.lag_bytes == 0)) {
             return;
         }
+        let now = Instant::now();
+        if now >= deadline || !stop.sleep(pause.min(deadline - now)) {
+            return;
+        }
+        pause = (pause * 2).min(LINGER_LONGEST_LOOK);
     }
 }

@@ -72,6 +72,22 @@ pub fn bytes_both(n: u64) -> String {
     }
 }
 
+/// A size as given on the command line, with its readable form when that
+/// helps: `6000 bytes (5.9 KiB)`, `0 bytes`, `65536 bytes (64 KiB)`.
+pub fn size_arg(n: u64) -> String {
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let exact = human_bytes(n);
+    let readable = if exact.ends_with(" B") {
+        // Not a whole number of KiB and under 10 KiB: human_bytes keeps bytes.
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        exact
+    };
+    format!("{n} bytes ({readable})")
+}
+
 /// Nanoseconds for a person: `850 ns`, `12.3 µs`, `4.10 ms`.
 pub fn human_ns(ns: u64) -> String {
     let f = ns as f64;
@@ -133,5 +149,8 @@ mod tests {
         assert_eq!(bytes_both(65536), "65536 (64 KiB)");
         assert_eq!(human_ns(850), "850 ns");
         assert_eq!(human_ns(12_345), "12.3 µs");
+        assert_eq!(size_arg(6000), "6000 bytes (5.9 KiB)");
+        assert_eq!(size_arg(0), "0 bytes");
+        assert_eq!(size_arg(1 << 20), "1048576 bytes (1 MiB)");
     }
 }

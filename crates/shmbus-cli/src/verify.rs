@@ -71,6 +71,11 @@ pub struct Verifier {
     pub received: u64,
     /// Messages missing from the publishers' sequences.
     pub lost: u64,
+    /// Block mode: messages a publisher sent before its first one this
+    /// subscriber received (published before it attached, or no longer in
+    /// the ring when it attached with `--from oldest`). Not lost: a lossless
+    /// bus delivers what is published after a subscriber attached.
+    pub before_attach: u64,
     /// Invalid messages and disagreements with the bus's accounting.
     pub corrupt: u64,
     /// Messages that arrived after a later one of their publisher.
@@ -79,6 +84,10 @@ pub struct Verifier {
     pub duplicated: u64,
     /// Total the bus reported lost through `Lagged`.
     pub lagged: u64,
+    /// Messages the bus reported abandoned (a publisher claimed space and
+    /// never committed it: it died, was stopped past the unblock timeout, or
+    /// dropped a loan). Each took a place in the total order.
+    pub abandoned: u64,
     interior_lost: u64,
     last_bus_seq: Option<u64>,
     pending_lag: u64,
@@ -109,6 +118,14 @@ impl Verifier {
             self.corrupt += 1;
             self.note(format!("the bus reported {lost} messages lost, but it is in block mode"));
         }
+    }
+
+    /// The bus passed `n` abandoned claims (`Subscriber::abandoned` grew):
+    /// they took places in the total order, so they are neither lost nor a
+    /// gap in the bus's accounting.
+    pub fn on_abandoned(&mut self, n: u64) {
+        self.abandoned = self.abandoned.saturating_add(n);
+        self.pending_lag = self.pending_lag.saturating_add(n);
     }
 
     /// A message at place `bus_seq` of the bus's total order. Returns its
@@ -144,17 +161,27 @@ impl Verifier {
             let interior = !first;
             track.add_gap(track.next, m.seq, interior);
             track.next = m.seq + 1;
-            self.lost = self.lost.saturating_add(gap);
             if interior {
+                self.lost = self.lost.saturating_add(gap);
                 self.interior_lost = self.interior_lost.saturating_add(gap);
+            } else if self.overwrite {
+                // Overwrite mode: the start of a sequence may also have been
+                // overrun; the bus's Lagged total tells (see `notes`).
+                self.lost = self.lost.saturating_add(gap);
+            } else {
+                self.before_attach = self.before_attach.saturating_add(gap);
             }
         } else {
             match track.fill(m.seq) {
                 Some(interior) => {
                     self.reordered += 1;
-                    self.lost = self.lost.saturating_sub(1);
                     if interior {
+                        self.lost = self.lost.saturating_sub(1);
                         self.interior_lost = self.interior_lost.saturating_sub(1);
+                    } else if self.overwrite {
+                        self.lost = self.lost.saturating_sub(1);
+                    } else {
+                        self.before_attach = self.before_attach.saturating_sub(1);
                     }
                     self.note(format!(
                         "reordered: message {} of publisher {:016x} arrived after message {}",
@@ -188,12 +215,21 @@ impl Verifier {
         self.corrupt + self.reordered + self.duplicated > 0
     }
 
-    /// The summary line.
+    /// The summary line: `received=N lost=L corrupt=C reordered=R
+    /// duplicated=D`, followed by ` before_attach=B` when B is not 0 and
+    /// ` abandoned=A` when A is not 0.
     pub fn summary(&self) -> String {
-        format!(
+        let mut s = format!(
             "received={} lost={} corrupt={} reordered={} duplicated={}",
             self.received, self.lost, self.corrupt, self.reordered, self.duplicated
-        )
+        );
+        if self.before_attach > 0 {
+            s.push_str(&format!(" before_attach={}", self.before_attach));
+        }
+        if self.abandoned > 0 {
+            s.push_str(&format!(" abandoned={}", self.abandoned));
+        }
+        s
     }
 
     /// Lines for stderr: the problems seen, and why `lost` differs from the
@@ -202,6 +238,22 @@ impl Verifier {
         let mut out = self.notes.clone();
         if self.notes_dropped > 0 {
             out.push(format!("... and {} more problems", self.notes_dropped));
+        }
+        if self.abandoned > 0 {
+            out.push(format!(
+                "note: abandoned={}: publishers claimed that many places in the bus and never committed them \
+                 (a publisher died or was stopped longer than the unblock timeout between claim and commit); \
+                 those messages were not published, so they are not lost",
+                self.abandoned
+            ));
+        }
+        if self.before_attach > 0 {
+            out.push(format!(
+                "note: before_attach={}: the publishers sent that many messages before the first one this \
+                 subscriber received from each (before it attached, or no longer in the ring when it attached); \
+                 they are not lost. Start the subscriber first, or with --from oldest, to receive them",
+                self.before_attach
+            ));
         }
         if self.overwrite && self.lost != self.lagged {
             out.push(format!(
@@ -286,6 +338,18 @@ mod tests {
         v.on_message(101, &msg(1, 101));
         v.finish();
         assert_eq!(v.summary(), "received=2 lost=100 corrupt=0 reordered=0 duplicated=0");
+    }
+
+    #[test]
+    fn late_joiner_in_block_mode_says_before_attach_not_lost() {
+        let mut v = Verifier::new(false);
+        v.on_message(3067, &msg(1, 3067));
+        v.on_message(3068, &msg(1, 3068));
+        v.on_message(3069, &msg(2, 0));
+        v.finish();
+        assert_eq!(v.summary(), "received=3 lost=0 corrupt=0 reordered=0 duplicated=0 before_attach=3067");
+        assert!(!v.failed());
+        assert!(v.notes().iter().any(|n| n.contains("not lost")), "{:?}", v.notes());
     }
 
     #[test]

@@ -146,8 +146,20 @@ impl fmt::Debug for Message {
 }
 
 /// A message borrowed in place from the ring (block mode), or copied where it
-/// cannot be borrowed safely (overwrite mode). The publisher cannot reuse the
-/// space until this is dropped.
+/// cannot be borrowed safely (overwrite mode, or a bus with an eviction
+/// policy). The publisher cannot reuse the space until this is dropped.
+///
+/// # What the `&[u8]` points at
+///
+/// In block mode the slice is the ring's own bytes in a shared mapping. Every
+/// cooperating publisher honours this subscriber's hold (binding from the
+/// attach handshake on), so no shmbus code writes those bytes while the
+/// `MessageRef` lives. Another process with write access to the bus file
+/// (a buggy or hostile one) can still change them under you: you then read
+/// whatever it wrote, but never outside the frame (the length and position
+/// were checked and copied before the slice was made) and never memory that
+/// is not mapped. Copy the bytes (`to_vec`) before trusting their contents
+/// beyond that, or use `recv`, which copies under the same checks.
 pub struct MessageRef<'a> {
     sub: &'a mut Subscriber,
     inner: RefInner,

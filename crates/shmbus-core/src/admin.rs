@@ -2,7 +2,6 @@
 //! attaches as a peer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use crate::bus::unlink_if_same;
 use crate::config::{BusConfig, PeerKind};
@@ -12,6 +11,7 @@ use crate::os::{self, LockKind};
 use crate::path::{bus_path, check_dir, resolve_dir, validate_name};
 use crate::region::{HeaderInfo, Region};
 use crate::ring::distance;
+use crate::sync::Ordering;
 
 /// One occupied peer slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,20 +91,57 @@ impl BusStatus {
     }
 }
 
-fn open_region(name: &str, path: &Path) -> Result<Region> {
-    let file = os::open_existing(path, true)
-        .or_else(|_| os::open_existing(path, false))
-        .map_err(|e| Error::io(name, path, "open", e))?;
+/// A bus opened for looking at it: read-write when this process may write
+/// the file, else read-only (a 0400 bus can still be inspected and listed).
+struct Opened {
+    region: Region,
+    read_only: bool,
+}
+
+fn open_region(name: &str, path: &Path) -> Result<Opened> {
+    let (file, read_only) = match os::open_existing(path, true) {
+        Ok(f) => (f, false),
+        Err(_) => (os::open_existing(path, false).map_err(|e| Error::io(name, path, "open", e))?, true),
+    };
     let st = os::fstat(&file).map_err(|e| Error::io(name, path, "stat", e))?;
     if !st.is_regular() {
         return Err(Error::NotABusFile { bus: name.into(), path: path.into(), found: st.kind() });
     }
-    Region::from_file(name, path.to_path_buf(), file, st.size)
+    let region = if read_only {
+        Region::from_file_read_only(name, path.to_path_buf(), file, st.size)?
+    } else {
+        Region::from_file(name, path.to_path_buf(), file, st.size)?
+    };
+    Ok(Opened { region, read_only })
 }
 
-fn status(region: &Region) -> BusStatus {
+/// The tail of a read-only mapping, without a 128-bit atomic load (which may
+/// be a `cmpxchg16b`, a write, and fault on a read-only page): its two
+/// halves read one at a time until the high half (the sequence number) is
+/// the same before and after the low half (the position), at most 64 times.
+/// For display only: a value torn by a writer that never stops is still a
+/// pair of plausible counters.
+fn tail_read_only(region: &Region) -> (u64, u64) {
+    let (lo, hi) = (region.mem.u64(OFF_TAIL), region.mem.u64(OFF_TAIL + 8));
+    let mut pair = (0, 0);
+    for _ in 0..64 {
+        // SYNC POINT with the publishers' tail CAS (Release half): loads only,
+        // ordered so that a stable high half brackets the low half.
+        let h1 = hi.load(Ordering::Acquire);
+        let l = lo.load(Ordering::Acquire);
+        let h2 = hi.load(Ordering::Acquire);
+        pair = (l, h2);
+        if h1 == h2 {
+            break;
+        }
+    }
+    pair
+}
+
+fn status(opened: &Opened) -> BusStatus {
+    let region = &opened.region;
     let m = &region.mem;
-    let (tail, published) = region.tail();
+    let (tail, published) = if opened.read_only { tail_read_only(region) } else { region.tail() };
     let mut peers = Vec::new();
     for slot in 0..region.info.peer_slots {
         let kind = match region.slot(slot).u32(SLOT_STATE).load(Ordering::Acquire) {
@@ -188,8 +225,8 @@ fn parked(region: &Region, slot: u32) -> bool {
 pub fn inspect(name: &str, cfg: &BusConfig) -> Result<BusStatus> {
     validate_name(name)?;
     let dir = resolve_dir(cfg);
-    let region = open_region(name, &bus_path(&dir, name))?;
-    Ok(status(&region))
+    let opened = open_region(name, &bus_path(&dir, name))?;
+    Ok(status(&opened))
 }
 
 /// Every `*.bus` file in the directory, with its status or the error that
@@ -208,7 +245,7 @@ pub fn list(cfg: &BusConfig) -> Result<Vec<(String, Result<BusStatus>)>> {
         if validate_name(name).is_err() {
             continue;
         }
-        let st = open_region(name, &entry.path()).map(|r| status(&r));
+        let st = open_region(name, &entry.path()).map(|o| status(&o));
         out.push((name.to_owned(), st));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -309,6 +346,12 @@ pub fn remove(name: &str, cfg: &BusConfig, force: bool) -> Result<PathBuf> {
         Err(e) => return Err(Error::io(name, &path, "inspect", e)),
     }
     let file = os::open_existing(&path, true).map_err(|e| Error::io(name, &path, "open", e))?;
+    // A regular file that is not a bus (no magic number) is someone else's:
+    // only `force` removes it, as it removes a symlink or a directory entry
+    // of another kind (and a bus whose header was scribbled over).
+    if !force && !starts_with_magic(&file) {
+        return Err(Error::Foreign { bus: name.into(), path });
+    }
     let alone = matches!(os::ofd_try_lock(&file, LOCK_ATTACH, LockKind::Exclusive), Ok(true));
     if !alone && !force {
         return Err(Error::InUse { bus: name.into(), path });
@@ -334,4 +377,12 @@ fn mark_removed(name: &str, path: &Path, file: &std::fs::File) {
         region.mem.u32(OFF_REMOVED).store(1, Ordering::Release);
         region.wake_everyone();
     }
+}
+
+/// Whether the file starts with the bus magic number (read with `pread`,
+/// not through a mapping: the file may be anything, of any length).
+fn starts_with_magic(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, OFF_MAGIC as u64).is_ok() && u64::from_le_bytes(magic) == MAGIC
 }

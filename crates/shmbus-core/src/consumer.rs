@@ -11,8 +11,7 @@
 //! On a bus with an eviction policy, a block-mode copy is validated against
 //! our own slot's eviction mark the same way.
 
-use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bus::Bus;
 use crate::config::{Overflow, PeerKind, StartAt, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
@@ -20,6 +19,7 @@ use crate::error::Result;
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, FrameKind};
+use crate::sync::{fence, Instant, Ordering};
 use crate::wait::{Parking, Waited};
 
 /// The outcome of one read.
@@ -160,18 +160,26 @@ impl Consumer {
     /// 1. read the tail `t0`; store the hold `h` (`t0`, or the oldest frame
     ///    still in the ring at `t0`) with `HOLD_ACTIVE`;
     /// 2. `fence(SeqCst)`, increment `attach_epoch` (SeqCst), read the tail
-    ///    `t1` (SeqCst).
+    ///    `t1` with a read-modify-write (a CAS of the value with itself).
     ///
-    /// Every publisher loads the epoch (SeqCst) after each successful claim
+    /// Every publisher loads the epoch after each successful claim
     /// compare-and-swap and, when it changed, rescans the holds before
     /// writing a byte, waiting if its claim reaches past a hold plus the
-    /// capacity. In the single SeqCst order a claim either precedes our tail
-    /// read (so it ends at or before `t1` and overwrites only positions
-    /// before `t1 - capacity`) or its epoch check follows our increment (so
-    /// it honours `h`). Positions at or after `max(h, t1 - capacity)` are
+    /// capacity. In the tail's modification order a claim either precedes our
+    /// tail RMW (so it ends at or before `t1` and overwrites only positions
+    /// before `t1 - capacity`) or follows it, and then our RMW synchronises
+    /// with the claim CAS, so our epoch increment happens before the
+    /// publisher's epoch re-check (it honours `h`). Positions at or after `max(h, t1 - capacity)` are
     /// therefore never overwritten before we pass them, and that is where we
     /// start: lossless from the moment we return, for either start.
     fn place(&mut self, start: StartAt) {
+        self.place_from(start, None);
+    }
+
+    /// `place`, for a rejoin after an eviction: never before `from` (the
+    /// cursor we had), so nothing is delivered twice; from there when those
+    /// bytes are still intact, else from the oldest frame.
+    fn place_from(&mut self, start: StartAt, from: Option<u64>) {
         let region = &self.bus.region;
         let m = &region.mem;
         let slot = self.bus.slot;
@@ -181,7 +189,10 @@ impl Consumer {
         let mut hold = t0;
         if !self.overwrite {
             if start == StartAt::Oldest {
-                hold = self.oldest_frame(t0);
+                hold = match from {
+                    Some(c) if distance(c, t0) <= cap => c,
+                    _ => self.oldest_frame(t0),
+                };
             }
             own.u64(SLOT_HOLD).store(hold, Ordering::Relaxed);
             own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
@@ -191,7 +202,21 @@ impl Consumer {
         // the claim CAS, and the SeqCst tail CAS): see above.
         fence(Ordering::SeqCst);
         m.u64(OFF_ATTACH_EPOCH).fetch_add(1, Ordering::SeqCst);
-        let v = m.u128(OFF_TAIL).load(Ordering::SeqCst);
+        // Read the tail with a read-modify-write (a compare-and-swap of the
+        // value with itself), not a load: in the tail's modification order a
+        // publisher's claim CAS then either comes before it (we read that
+        // claim's end) or after it (our RMW synchronises with the claim, so
+        // our epoch increment happens before the publisher's epoch re-check,
+        // which then rescans and sees our hold). No single-total-order
+        // argument is needed (loom, which weakens SeqCst accesses, checks it).
+        let tail = m.u128(OFF_TAIL);
+        let mut v = tail.load(Ordering::Acquire);
+        for _ in 0..1_000_000 {
+            match tail.compare_exchange(v, v, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(actual) => v = actual,
+            }
+        }
         let (t1, s1) = (v as u64, (v >> 64) as u64);
         match start {
             StartAt::Latest => {
@@ -324,7 +349,7 @@ impl Consumer {
     /// oldest frame still in the ring, and report what was lost there.
     fn rejoin(&mut self) {
         let expected = self.expected_seq;
-        self.place(StartAt::Oldest);
+        self.place_from(StartAt::Oldest, Some(self.cursor));
         // `place` cleared the mark with our new hold, before its epoch increment.
         self.expected_seq = expected;
         self.lag_pending = true;

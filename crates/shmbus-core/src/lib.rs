@@ -33,6 +33,8 @@
 compile_error!("shmbus-core currently supports Linux only (futexes and OFD locks); see docs/architecture.md");
 
 mod admin;
+#[cfg(not(loom))]
+mod atomic128;
 mod bus;
 mod config;
 mod consumer;
@@ -46,6 +48,7 @@ mod producer;
 mod region;
 pub mod ring;
 mod settings;
+mod sync;
 mod trust;
 pub mod typetag;
 mod wait;

@@ -8,7 +8,6 @@
 //! slot: it first repairs what that peer left behind (a claimed but
 //! uncommitted frame becomes padding) and then clears it.
 
-use std::sync::atomic::{fence, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::PeerKind;
@@ -17,6 +16,7 @@ use crate::layout::*;
 use crate::os::{self, LockKind};
 use crate::region::Region;
 use crate::ring::{at_or_before, distance};
+use crate::sync::{fence, Ordering};
 
 impl Region {
     /// Tries to take slot `slot`'s liveness lock. Heap regions have no locks:
@@ -207,7 +207,7 @@ impl Region {
                 return None;
             }
             if (f1 >> 8) & 1 == 1 {
-                std::hint::spin_loop();
+                crate::sync::spin_loop();
                 continue;
             }
             let start = s.u64(SLOT_HOLD).load(Ordering::Relaxed);
@@ -272,12 +272,18 @@ impl Region {
             if other == slot || self.slot(other).u32(SLOT_STATE).load(Ordering::Acquire) != STATE_PUBLISHER {
                 continue;
             }
+            // SYNC POINT with the Release stores of another publisher's flags
+            // (every one of them, the odd "writing" value included): if we see
+            // its next announcement, we see the commit that came before it.
             let f = self.slot(other).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire);
             if f & HOLD_ACTIVE != 0 && self.slot(other).u64(SLOT_HOLD).load(Ordering::Acquire) == a.start {
                 return false;
             }
         }
-        true
+        // Again after the scan: a publisher that claimed the same start may
+        // have committed and announced its next claim while we scanned (its
+        // commit is visible now, by the sync point above).
+        !self.claimed_by_other(slot, a.start)
     }
 
     /// Finishes claim `a` of publisher `slot` as abandoned: its frame becomes

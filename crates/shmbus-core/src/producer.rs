@@ -19,8 +19,7 @@
 //! writes nowhere that matters.
 
 use std::cell::Cell;
-use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::bus::Bus;
 use crate::config::{Overflow, PeerKind, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
@@ -28,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::region::Region;
 use crate::ring::{at_or_before, distance, Placement};
+use crate::sync::{fence, Instant, Ordering};
 use crate::wait::{Parking, Waited};
 
 /// Why a message could not be claimed.
@@ -152,6 +152,9 @@ pub struct Producer {
     blocked: Option<Blocker>,
     /// Wake calls in a row that found nobody parked.
     empty_wakes: u32,
+    /// The peer our waits for space have been held back by, and since when
+    /// (kept across waits with deadlines, cleared by a successful claim).
+    gate: Option<(u32, Instant)>,
 }
 
 impl Producer {
@@ -177,6 +180,7 @@ impl Producer {
             inflight: None,
             blocked: None,
             empty_wakes: 0,
+            gate: None,
         }
     }
 
@@ -299,7 +303,7 @@ impl Producer {
         };
         let unblock = self.unblock;
         let quarantine = std::cell::RefCell::new(std::mem::take(&mut self.quarantine));
-        let gating: Cell<Option<(u32, Instant)>> = Cell::new(None);
+        let gating: Cell<Option<(u32, Instant)>> = Cell::new(self.gate);
         let blocked: std::cell::RefCell<Option<Blocker>> = std::cell::RefCell::new(None);
         let waited = crate::wait::wait_until(
             self.wait,
@@ -376,6 +380,7 @@ impl Producer {
             },
         );
         self.quarantine = quarantine.into_inner();
+        self.gate = gating.get();
         if let Some(b) = blocked.into_inner() {
             self.blocked = Some(b);
         }
@@ -398,7 +403,9 @@ impl Producer {
         let own = self.bus.region.slot(self.bus.slot);
         let flags = own.u32(SLOT_HOLD_FLAGS);
         self.version = self.version.wrapping_add(1) & 0x00ff_ffff;
-        flags.store(self.version << 8, Ordering::Relaxed);
+        // Release (a plain store on x86): whoever reads this value sees our
+        // last commit (see `Region::claim_is_real`).
+        flags.store(self.version << 8, Ordering::Release);
         // SYNC POINT with the fence(Acquire) of a reader in `Region::announced`.
         fence(Ordering::Release);
         own.u64(SLOT_HOLD_END).store(p.claim_end, Ordering::Relaxed);
@@ -488,7 +495,7 @@ impl Producer {
             // finds it). A compiler barrier only on x86.
             fence(Ordering::Release);
             let own = self.bus.region.slot(self.bus.slot);
-            own.u32(SLOT_HOLD_FLAGS).store((self.version << 8) | HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Relaxed);
+            own.u32(SLOT_HOLD_FLAGS).store((self.version << 8) | HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Release);
             // SYNC POINT with the SeqCst epoch increment (after a hold store) of
             // an attaching subscriber, an abandoner or an evictor: if it came
             // after our limit was computed, our claim may reach bytes its hold
@@ -526,6 +533,7 @@ impl Producer {
             let info = ClaimInfo { placement: p, seq, len, before };
             self.inflight = Some(info);
             self.blocked = None;
+            self.gate = None;
             return Some(Claim { frame_start: p.frame_start, seq, len });
         }
         self.guess = None;

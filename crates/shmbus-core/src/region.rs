@@ -13,22 +13,38 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use portable_atomic::AtomicU128;
 
 use crate::config::{BusConfig, Overflow};
 use crate::error::{Error, Result};
 use crate::layout::*;
 use crate::os::{self, LockKind};
 use crate::ring::Geometry;
+use crate::sync::{AtomicU128, AtomicU32, AtomicU64, Ordering};
 
 /// A raw view of the mapped bytes (or of a heap buffer laid out the same way).
+#[cfg(not(loom))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mem {
     base: *mut u8,
     len: usize,
+}
+
+/// Under loom: a view of a heap region made of loom atomics ([`HeapWords`],
+/// owned by the region's `HeapBuf`). File-backed regions, loans and borrows
+/// (raw pointers into the bytes) are outside the model.
+#[cfg(loom)]
+#[derive(Clone, Copy)]
+pub(crate) struct Mem {
+    words: *const crate::sync::HeapWords,
+    len: usize,
+}
+
+#[cfg(loom)]
+impl std::fmt::Debug for Mem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mem").field("len", &self.len).finish()
+    }
 }
 
 // SAFETY: `Mem` is a pointer into a mapping that lives as long as the owning
@@ -39,6 +55,17 @@ unsafe impl Send for Mem {}
 unsafe impl Sync for Mem {}
 
 impl Mem {
+    /// A view of `len` mapped bytes at `base`.
+    #[cfg(not(loom))]
+    fn mapped(base: *mut u8, len: usize) -> Mem {
+        Mem { base, len }
+    }
+
+    #[cfg(loom)]
+    fn mapped(_base: *mut u8, _len: usize) -> Mem {
+        panic!("file-backed buses are outside the loom model: use Region::heap")
+    }
+
     #[inline]
     fn check(&self, off: usize, size: usize) {
         assert!(
@@ -49,6 +76,7 @@ impl Mem {
     }
 
     /// The 32-bit atomic at `off` (aligned, in bounds: checked).
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn u32(&self, off: usize) -> &AtomicU32 {
         self.check(off, 4);
@@ -59,6 +87,7 @@ impl Mem {
     }
 
     /// The 64-bit atomic at `off`.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn u64(&self, off: usize) -> &AtomicU64 {
         self.check(off, 8);
@@ -67,6 +96,7 @@ impl Mem {
     }
 
     /// The 128-bit atomic at `off` (16-aligned).
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn u128(&self, off: usize) -> &AtomicU128 {
         self.check(off, 16);
@@ -77,6 +107,7 @@ impl Mem {
 
     /// Copies `dst.len()` bytes from `off` out of the mapping. The bytes may be
     /// changing while they are copied; callers validate them afterwards.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn copy_out(&self, off: usize, dst: &mut [u8]) {
         assert!(off.checked_add(dst.len()).is_some_and(|e| e <= self.len), "copy_out out of bounds");
@@ -89,6 +120,7 @@ impl Mem {
     }
 
     /// Copies `src` into the mapping at `off`.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn copy_in(&self, off: usize, src: &[u8]) {
         assert!(off.checked_add(src.len()).is_some_and(|e| e <= self.len), "copy_in out of bounds");
@@ -98,6 +130,7 @@ impl Mem {
     }
 
     /// A raw pointer to `off` (for loans and borrows, whose callers uphold the protocol).
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn ptr(&self, off: usize, len: usize) -> *mut u8 {
         assert!(off.checked_add(len).is_some_and(|e| e <= self.len), "ptr out of bounds");
@@ -106,16 +139,83 @@ impl Mem {
     }
 }
 
+/// The same methods over loom atomics (see `crate::sync`).
+#[cfg(loom)]
+impl Mem {
+    fn words(&self) -> &crate::sync::HeapWords {
+        // SAFETY: `words` belongs to the `HeapBuf` (behind an `Arc`) of every
+        // `Region` holding this `Mem`, which outlives the borrow of the `Region`.
+        unsafe { &*self.words }
+    }
+    pub(crate) fn u32(&self, off: usize) -> &AtomicU32 {
+        self.check(off, 4);
+        self.words().u32(off)
+    }
+    pub(crate) fn u64(&self, off: usize) -> &AtomicU64 {
+        self.check(off, 8);
+        self.words().u64(off)
+    }
+    pub(crate) fn u128(&self, off: usize) -> &AtomicU128 {
+        self.check(off, 16);
+        self.words().u128(off)
+    }
+    pub(crate) fn copy_out(&self, off: usize, dst: &mut [u8]) {
+        assert!(off.checked_add(dst.len()).is_some_and(|e| e <= self.len), "copy_out out of bounds");
+        self.words().copy_out(off, dst)
+    }
+    pub(crate) fn copy_in(&self, off: usize, src: &[u8]) {
+        assert!(off.checked_add(src.len()).is_some_and(|e| e <= self.len), "copy_in out of bounds");
+        self.words().copy_in(off, src)
+    }
+    pub(crate) fn ptr(&self, _off: usize, _len: usize) -> *mut u8 {
+        panic!("loans and borrows (raw pointers into the bytes) are outside the loom model")
+    }
+}
+
 /// The fields of one frame header or one peer slot: a base pointer whose
 /// whole record was checked to lie inside the mapping when it was made
 /// (`Region::frame`, `Region::slot`), so each field is in bounds by construction.
+#[cfg(not(loom))]
 #[derive(Clone, Copy)]
 pub(crate) struct Fields<'a> {
     base: *mut u8,
     _region: std::marker::PhantomData<&'a Region>,
 }
 
+/// Under loom: the record's offset in the region's loom atomics.
+#[cfg(loom)]
+#[derive(Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    mem: &'a Mem,
+    off: usize,
+}
+
+#[cfg(loom)]
 impl<'a> Fields<'a> {
+    fn new(mem: &'a Mem, off: usize, size: usize) -> Fields<'a> {
+        assert!(off.checked_add(size).is_some_and(|e| e <= mem.len), "record out of bounds");
+        Fields { mem, off }
+    }
+    pub(crate) fn u32(&self, field: usize) -> &'a AtomicU32 {
+        self.mem.u32(self.off + field)
+    }
+    pub(crate) fn u64(&self, field: usize) -> &'a AtomicU64 {
+        self.mem.u64(self.off + field)
+    }
+    /// Frame header: stamp, length and meta as one 16-byte word (see
+    /// `crate::sync::Head`: an emulation over the two loom words).
+    pub(crate) fn head(&self) -> crate::sync::Head<'a> {
+        self.mem.words().head(self.off + FRAME_STAMP)
+    }
+}
+
+#[cfg(not(loom))]
+impl<'a> Fields<'a> {
+    /// The record of `size` bytes at `off` (bounds-checked here, once).
+    #[inline]
+    fn new(mem: &'a Mem, off: usize, size: usize) -> Fields<'a> {
+        Fields { base: mem.ptr(off, size), _region: std::marker::PhantomData }
+    }
     #[inline]
     fn at<T>(&self, field: usize) -> &'a T {
         // SAFETY: `base` starts a record (a 32-byte-aligned frame header inside
@@ -140,6 +240,9 @@ impl<'a> Fields<'a> {
     pub(crate) fn head(&self) -> &'a AtomicU128 {
         self.at(FRAME_STAMP)
     }
+}
+
+impl<'a> Fields<'a> {
     /// Frame header: the stamp.
     #[inline]
     pub(crate) fn stamp(&self) -> &'a AtomicU64 {
@@ -225,11 +328,13 @@ enum Backing {
     Heap(std::sync::Arc<HeapBuf>),
 }
 
+#[cfg(not(loom))]
 #[repr(C, align(4096))]
 #[derive(Clone, Copy)]
 struct HeapPage([u8; 4096]);
 
 /// A heap buffer standing in for a mapping; shared between handles by `Arc`.
+#[cfg(not(loom))]
 struct HeapBuf {
     base: *mut HeapPage,
     pages: usize,
@@ -237,10 +342,76 @@ struct HeapBuf {
 
 // SAFETY: the buffer is only reached through `Mem` (atomics and checked raw
 // copies), which is sound from any thread.
+#[cfg(not(loom))]
 unsafe impl Send for HeapBuf {}
 // SAFETY: as above.
+#[cfg(not(loom))]
 unsafe impl Sync for HeapBuf {}
 
+#[cfg(not(loom))]
+impl HeapBuf {
+    /// `len` zeroed bytes (page-aligned) and a view of them, for a region laid out as `_info` says.
+    fn new(len: usize, _info: &HeaderInfo) -> (std::sync::Arc<HeapBuf>, Mem) {
+        HeapBuf::zeroed(len)
+    }
+
+    fn zeroed(len: usize) -> (std::sync::Arc<HeapBuf>, Mem) {
+        let pages = len.div_ceil(4096).max(1);
+        let raw = Box::into_raw(vec![HeapPage([0; 4096]); pages].into_boxed_slice());
+        let buf = std::sync::Arc::new(HeapBuf { base: raw.cast::<HeapPage>(), pages });
+        let mem = Mem { base: buf.base.cast::<u8>(), len };
+        (buf, mem)
+    }
+}
+
+/// Under loom: the region's bytes as loom atomics, laid out for `info`.
+#[cfg(loom)]
+struct HeapBuf {
+    words: crate::sync::HeapWords,
+}
+
+#[cfg(loom)]
+impl HeapBuf {
+    fn new(len: usize, info: &HeaderInfo) -> (std::sync::Arc<HeapBuf>, Mem) {
+        // The words holding two 32-bit fields are two loom atomics, so that
+        // neighbours (the two futex words, the two waiter counts) stay
+        // independent as they are in hardware; every other word is one
+        // 64-bit atomic (a frame's 32-bit `len` and `meta` are views of one).
+        const HEADER_U32: [usize; 15] = [
+            OFF_EVICT_AFTER_MS,
+            OFF_VERSION,
+            OFF_READY,
+            OFF_HEADER_SIZE,
+            OFF_PAGE_SIZE,
+            OFF_MAX_MESSAGE,
+            OFF_POLICY,
+            OFF_FLAGS,
+            OFF_PEER_SLOTS,
+            OFF_CREATOR_PID,
+            OFF_DATA_FUTEX,
+            OFF_SPACE_FUTEX,
+            OFF_DATA_WAITERS,
+            OFF_SPACE_WAITERS,
+            OFF_PEER_HIGH_WATER,
+        ];
+        const SLOT_U32: [usize; 4] = [SLOT_STATE, SLOT_PID, SLOT_HOLD_FLAGS, SLOT_PARKED];
+        let (peers, data) = (info.peer_offset as usize, info.data_offset as usize);
+        let split = |off: usize| {
+            if off < peers {
+                HEADER_U32.iter().any(|f| f & !7 == off)
+            } else if off < data {
+                SLOT_U32.iter().any(|f| f & !7 == (off - peers) % PEER_SLOT_SIZE)
+            } else {
+                false
+            }
+        };
+        let buf = std::sync::Arc::new(HeapBuf { words: crate::sync::HeapWords::new(len, split, &[OFF_TAIL]) });
+        let mem = Mem { words: &buf.words, len };
+        (buf, mem)
+    }
+}
+
+#[cfg(not(loom))]
 impl Drop for HeapBuf {
     fn drop(&mut self) {
         // SAFETY: `base` and `pages` came from `Box::into_raw` of a boxed slice
@@ -312,7 +483,7 @@ impl Region {
             .len(file_len as usize)
             .map_raw(&file)
             .map_err(|e| cleanup(Error::io(name, &tmp, "map", e)))?;
-        let mem = Mem { base: map.as_mut_ptr(), len: file_len as usize };
+        let mem = Mem::mapped(map.as_mut_ptr(), file_len as usize);
         write_header(&mem, &info, page);
         let region = Region {
             bus: name.to_owned(),
@@ -384,6 +555,19 @@ impl Region {
 
     /// Maps and validates an already opened file.
     pub(crate) fn from_file(name: &str, path: PathBuf, file: File, size: u64) -> Result<Region> {
+        Self::from_file_mapped(name, path, file, size, false)
+    }
+
+    /// As [`Region::from_file`], with a read-only mapping of a file opened
+    /// read-only: for looking at a bus (inspect, list) whose file this
+    /// process may read but not write. Nothing may store into such a region,
+    /// nor use a read-modify-write on it (a 128-bit atomic load can be a
+    /// `cmpxchg16b`, which writes): only plain atomic loads.
+    pub(crate) fn from_file_read_only(name: &str, path: PathBuf, file: File, size: u64) -> Result<Region> {
+        Self::from_file_mapped(name, path, file, size, true)
+    }
+
+    fn from_file_mapped(name: &str, path: PathBuf, file: File, size: u64, read_only: bool) -> Result<Region> {
         if size < HEADER_SIZE as u64 {
             return Err(Error::corrupt(
                 name,
@@ -394,11 +578,11 @@ impl Region {
         if size > MAX_CAPACITY + 64 * 1024 * 1024 {
             return Err(Error::corrupt(name, &path, format!("the file is {size} bytes, larger than any bus")));
         }
-        let map = memmap2::MmapOptions::new()
-            .len(size as usize)
-            .map_raw(&file)
+        let mut opts = memmap2::MmapOptions::new();
+        opts.len(size as usize);
+        let map = if read_only { opts.map_raw_read_only(&file) } else { opts.map_raw(&file) }
             .map_err(|e| Error::io(name, &path, "map", e))?;
-        let mem = Mem { base: map.as_mut_ptr(), len: size as usize };
+        let mem = Mem::mapped(map.as_mut_ptr(), size as usize);
         let info = validate_header(&mem, size, name, &path)?;
         Ok(Region {
             bus: name.to_owned(),
@@ -419,10 +603,7 @@ impl Region {
         // Persistent: a heap region has no file to remove.
         let info = HeaderInfo { persistent: true, ..HeaderInfo::for_config(cfg, page) };
         let file_len = info.file_len;
-        let pages = (file_len as usize).div_ceil(4096);
-        let raw = Box::into_raw(vec![HeapPage([0; 4096]); pages].into_boxed_slice());
-        let buf = std::sync::Arc::new(HeapBuf { base: raw.cast::<HeapPage>(), pages });
-        let mem = Mem { base: buf.base.cast::<u8>(), len: file_len as usize };
+        let (buf, mem) = HeapBuf::new(file_len as usize, &info);
         write_header(&mem, &info, page);
         mem.u32(OFF_READY).store(1, Ordering::Release);
         Ok(Region {
@@ -441,11 +622,9 @@ impl Region {
     /// copy of them (liveness locks always report alive), so that the ring
     /// protocol can run over arbitrary bytes.
     #[doc(hidden)]
+    #[cfg(not(loom))]
     pub fn from_bytes(bytes: &[u8]) -> Result<Region> {
-        let pages = bytes.len().div_ceil(4096).max(1);
-        let raw = Box::into_raw(vec![HeapPage([0; 4096]); pages].into_boxed_slice());
-        let buf = std::sync::Arc::new(HeapBuf { base: raw.cast::<HeapPage>(), pages });
-        let mem = Mem { base: buf.base.cast::<u8>(), len: bytes.len() };
+        let (buf, mem) = HeapBuf::zeroed(bytes.len());
         mem.copy_in(0, bytes);
         let path = PathBuf::from("<bytes>");
         let info = validate_header(&mem, bytes.len() as u64, "bytes", &path)?;
@@ -462,6 +641,7 @@ impl Region {
 
     /// Test and fuzzing entry point: a copy of every byte of the region.
     #[doc(hidden)]
+    #[cfg(not(loom))]
     pub fn snapshot(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.mem.len];
         self.mem.copy_out(0, &mut out);
@@ -522,7 +702,7 @@ impl Region {
     #[inline]
     pub(crate) fn frame(&self, pos: u64) -> Fields<'_> {
         let off = self.info.data_offset as usize + (self.geo.offset(pos) & !(FRAME_HEADER - 1));
-        Fields { base: self.mem.ptr(off, FRAME_HEADER), _region: std::marker::PhantomData }
+        Fields::new(&self.mem, off, FRAME_HEADER)
     }
 
     /// Peer slot `slot` (must be below `peer_slots`: checked).
@@ -530,7 +710,7 @@ impl Region {
     pub(crate) fn slot(&self, slot: u32) -> Fields<'_> {
         let slot = slot.min(self.info.peer_slots - 1) as usize;
         let off = self.info.peer_offset as usize + slot * PEER_SLOT_SIZE;
-        Fields { base: self.mem.ptr(off, PEER_SLOT_SIZE), _region: std::marker::PhantomData }
+        Fields::new(&self.mem, off, PEER_SLOT_SIZE)
     }
 
     /// Byte offset of the data region at `pos`.

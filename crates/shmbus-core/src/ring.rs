@@ -198,8 +198,10 @@ impl Geometry {
     /// Whether a hint value `h` read for boundary `b` can be right: the first
     /// frame start at or after `b` lies within one segment plus one claim.
     pub fn hint_plausible(&self, b: u64, h: u64) -> bool {
-        // A claim that skips a quarantined range may span up to about a lap.
-        distance(b, h) <= self.segment() + self.capacity && h & (FRAME_ALIGN - 1) == 0
+        // A claim that skips a quarantined range may span up to about a lap,
+        // but never a whole one: a value a lap or more past `b` is the hint
+        // of the same slot for a later boundary.
+        distance(b, h) < self.capacity && h & (FRAME_ALIGN - 1) == 0
     }
 
     /// Where a message of `len` bytes goes when the tail is `tail` and the

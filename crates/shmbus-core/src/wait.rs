@@ -22,16 +22,20 @@
 //! it); on x86 the locked add already is a full barrier, so it costs little,
 //! and only on the way to a futex_wait.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::sync::{fence, os, spin_loop, AtomicU32, AtomicU64, Instant, Ordering};
 
 use crate::config::{WaitStrategy, PARK_SLICE};
-use crate::os;
 
 /// How long [`WaitStrategy::SpinThenPark`] spins before parking. Measured by
 /// the clock, not by pause instructions, whose length varies tenfold between
 /// CPUs (4096 pauses took 109 µs on this machine's AMD EPYC).
 const SPIN_TIME: Duration = Duration::from_micros(20);
+
+/// The longest park of a waiter that nobody owes anything (it is woken by a
+/// publisher, or a signal, long before).
+const LONG_PARK: Duration = Duration::from_secs(3600);
 
 /// Where a peer parks and how wakers learn that it is there. Waiting is
 /// accounted per peer: a peer in slot `i < 64` parks by setting bit `i` of
@@ -131,7 +135,7 @@ pub(crate) fn wait_until(
         }
         if spinning {
             for _ in 0..spin_pause.max(1) {
-                std::hint::spin_loop();
+                spin_loop();
             }
             // Look at the clock every 64 pauses (a few microseconds at most).
             let before = spins;
@@ -166,7 +170,11 @@ pub(crate) fn wait_until(
             parking.withdraw();
             return Waited::Ready;
         }
-        let slice = if patrol() { Some(left.map_or(PARK_SLICE, |l| l.min(PARK_SLICE))) } else { left };
+        // Even "until woken" carries a (long) timeout: the kernel restarts an
+        // untimed futex wait after a signal handler with SA_RESTART, but
+        // never a timed one, so a signal always ends the park (EINTR).
+        let slice =
+            if patrol() { Some(left.map_or(PARK_SLICE, |l| l.min(PARK_SLICE))) } else { left.or(Some(LONG_PARK)) };
         let interrupted = os::futex_wait(parking.futex, seen, slice.map(|s| s.max(Duration::from_micros(1))));
         parking.withdraw();
         if interrupted && interruptible {

@@ -1,13 +1,20 @@
 //! Reliability suite, item 8: a loom model of the ring protocol.
 //!
-//! The core reaches the shared mapping through raw pointers (`Mem`), which
-//! loom cannot intercept, so this is a *model*: the steps and memory
+//! **This is a model, a transcription of the protocol, not the shipped
+//! code**: a design aid that runs in every `cargo test`. The shipped
+//! `Producer` and `Consumer` themselves run under loom in `tests/loom_real.rs`
+//! (through `src/sync.rs`, built with `--cfg loom`; docs/reliability.md,
+//! "Loom over the real code"). A change to the protocol must pass there; this
+//! transcription only says what the design intends, and may lag behind it.
+//!
+//! It was written when the core reached the mapping only through raw
+//! pointers that loom could not intercept, so it transcribes the steps and memory
 //! orderings of `producer.rs` (announce, tail CAS, payload, stamp with
 //! Release, hold released with Release, fence(SeqCst) then wake if a waiter
 //! is counted), `consumer.rs` (stamp Acquire, copy, hold Release, fence then
 //! wake; in overwrite mode copy then fence(Acquire) then re-check the tail)
 //! and `wait.rs` (read the futex word, count the waiter with SeqCst, re-check,
-//! futex_wait) transcribed over loom atomics, with frames of one unit so that
+//! futex_wait) over loom atomics, with frames of one unit so that
 //! positions count frames. The futex is modelled as the kernel does it: the
 //! waker bumps the word and then wakes under the bucket lock, the waiter
 //! compares the word under the same lock before sleeping (a loom Mutex and

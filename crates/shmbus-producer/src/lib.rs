@@ -413,7 +413,20 @@ impl Publisher {
 /// publishes nothing (the space becomes padding that subscribers skip, and
 /// count as one abandoned message).
 ///
-/// While a loan is open, subscribers cannot read past it, so keep it short.
+/// While a loan is open, subscribers cannot read past it, so keep it short:
+/// a loan held longer than another peer's unblock timeout (default 1 s) is
+/// abandoned by that peer, its bytes are quarantined (no one else writes or
+/// reads them until the loan ends), and [`commit`](Loan::commit) returns
+/// [`SendError::Abandoned`].
+///
+/// # What the `&mut [u8]` points at
+///
+/// The slice is the ring's bytes in a shared mapping, claimed for this loan
+/// alone: no cooperating peer writes them until the loan ends (if it is
+/// abandoned, they stay quarantined until then). Subscribers never read them
+/// before the commit. Another process with write access to the bus file (a
+/// buggy or hostile one) could still change them under you; what it can do
+/// is limited to the bytes of the frame.
 ///
 /// A loan borrows its publisher mutably, so no second send can start while it lives:
 /// ```compile_fail
@@ -429,6 +442,27 @@ pub struct Loan<'a> {
 }
 
 impl Loan<'_> {
+    /// The global sequence number the message will have once committed (its
+    /// place in the bus's total order, as subscribers see it in
+    /// `Message::seq`). Known before the commit, so a process that both
+    /// publishes and subscribes can recognise its own messages without a race.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use shmbus_producer::{BusConfig, Publisher};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let cfg = BusConfig::default().dir(dir.path());
+    /// let mut publ = Publisher::open_or_create("seqs", &cfg)?;
+    /// publ.send(b"first")?;
+    /// let loan = publ.loan(6)?;
+    /// assert_eq!(loan.seq(), 1);
+    /// loan.commit()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn seq(&self) -> u64 {
+        self.claim.as_ref().map_or(0, Claim::seq)
+    }
+
     /// Publishes the written bytes. Fails with [`SendError::Abandoned`] when
     /// the loan was held longer than another peer's unblock timeout and the
     /// others went on without it (nothing was published).

@@ -59,7 +59,7 @@ pub fn run(spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Res<ChildResult> {
     match spec.transport {
         T::ShmbusSpin | T::ShmbusSpinPark | T::ShmbusPark | T::ShmbusLoan => shm::run(spec, ready),
         T::RawAtomic | T::RawFutex | T::RawRing => raw::run(spec, ready),
-        T::UdsStream | T::UdsSeqpacket | T::Tcp | T::Pipe => socket::run(spec, ready),
+        T::UdsStream | T::UdsStreamPoll | T::UdsSeqpacket | T::Tcp | T::Pipe => socket::run(spec, ready),
         #[cfg(feature = "iceoryx2")]
         T::Iceoryx2 => iox::run(spec, ready),
         #[cfg(not(feature = "iceoryx2"))]

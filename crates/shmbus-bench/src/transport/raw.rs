@@ -8,8 +8,12 @@
 //!   side copies it straight into the other direction. One atomic each way,
 //!   one payload copy per hop (as shmbus's `recv_ref` + `send`).
 //! - `raw-futex` (blocking floor): the same, but the receiver never spins: it
-//!   parks on the word with `FUTEX_WAIT` (shared, never `FUTEX_PRIVATE_FLAG`)
-//!   and the sender always calls `FUTEX_WAKE` after its store.
+//!   says it sleeps (a waiter flag next to the word), then parks on the word
+//!   with `FUTEX_WAIT` (shared, never `FUTEX_PRIVATE_FLAG`); the sender calls
+//!   `FUTEX_WAKE` after its store only when the flag says the receiver
+//!   sleeps, as shmbus does with its waiter counts. In a ping-pong the
+//!   receiver is nearly always asleep when the message comes, so nearly every
+//!   message still costs a wake-up: that is the floor of a parked receiver.
 //! - `raw-ring` (throughput ceiling): a single-producer single-consumer byte
 //!   ring of 1 MiB (as a shmbus bus). A frame is a 32-byte header (the
 //!   payload length; the rest unused) and the payload, 32-aligned, never
@@ -29,14 +33,25 @@ use crate::sys::{self, SharedFile};
 
 /// Offset of a direction's payload from its sequence word.
 const PAYLOAD: usize = 64;
+/// Offset of a direction's waiter flag (raw-futex) from its sequence word:
+/// the same cache line.
+const WAITER: usize = 4;
 
 fn pingpong_path(spec: &ChildSpec) -> PathBuf {
     spec.dir.join("raw-pingpong.shm")
 }
 
-/// Bytes per direction in the ping-pong file.
+/// Bytes from one direction's sequence word to the other's: whole pages plus
+/// half a page. With a whole number of pages, the echo's copy from one
+/// direction's payload to the other's has its source and destination at the
+/// same offset in a page, the layout that 4 KiB aliasing (loads that seem to
+/// depend on the store 4 KiB before them) would slow down. It was suspected
+/// when the first captured run had the 64 KiB raw ping-pong at 4.6 µs against
+/// shmbus's 2.0 µs; measured since (docs/benchmarks.md), both layouts give
+/// the same figure (about 870 ns one-way), so aliasing was not the cause
+/// here. The half page stays: it costs nothing and rules it out elsewhere.
 fn chan_len(size: usize) -> usize {
-    (PAYLOAD + size).next_multiple_of(4096)
+    (PAYLOAD + size).next_multiple_of(4096) + 2048
 }
 
 /// One end of a raw ping-pong.
@@ -76,7 +91,14 @@ impl RawLink {
         // copied before this store is visible once the new value is.
         word.store(self.tx_seq, Ordering::Release);
         if self.futex {
-            sys::futex_wake_one(word);
+            // SYNC POINT with the peer's SeqCst store of its waiter flag and
+            // load of the word in `wait`: either it sees our new word and does
+            // not sleep, or we see its flag and wake it (no store-load
+            // reordering between our word store and our flag load).
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.mem.atomic_u32(self.tx + WAITER).load(Ordering::Relaxed) != 0 {
+                sys::futex_wake_one(word);
+            }
         }
     }
 
@@ -87,6 +109,7 @@ impl RawLink {
         let want = self.rx_seq.wrapping_add(1);
         if self.futex {
             let t0 = Instant::now();
+            let waiter = self.mem.atomic_u32(self.rx + WAITER);
             loop {
                 // SYNC POINT with the Release store in the peer's `publish`.
                 let v = word.load(Ordering::Acquire);
@@ -96,7 +119,16 @@ impl RawLink {
                 if t0.elapsed() > PEER_TIMEOUT {
                     return Err(format!("peer silent for {PEER_TIMEOUT:?}").into());
                 }
+                // SYNC POINT with the fence and flag load in the peer's
+                // `publish`: say we sleep, then look at the word once more.
+                waiter.store(1, Ordering::SeqCst);
+                if word.load(Ordering::SeqCst) != v {
+                    waiter.store(0, Ordering::Relaxed);
+                    continue;
+                }
+                // The kernel sleeps only while the word still holds `v`.
                 sys::futex_wait(word, v, Duration::from_millis(100));
+                waiter.store(0, Ordering::Relaxed);
             }
         } else {
             // SYNC POINT with the Release store in the peer's `publish`.

@@ -1,20 +1,65 @@
-//! Kernel transports: Unix domain sockets (stream and seqpacket), TCP over
-//! 127.0.0.1 with `TCP_NODELAY`, and pipes (a FIFO per direction). Default
-//! kernel buffer sizes. One `write` per message; a stream receiver reads
-//! through a 256 KiB user-space buffer (as any reasonable framing layer
-//! would), a seqpacket receiver reads one record per `recv`.
+//! Kernel transports, set up as an engineer would for speed: Unix domain
+//! sockets (stream and seqpacket), TCP over 127.0.0.1 with `TCP_NODELAY`,
+//! and pipes (a FIFO per direction). Every socket's send and receive buffers
+//! and every pipe are sized like a shmbus ring ([`sys::KERNEL_BUFFER`], 1
+//! MiB). One `write` per message; a receiver reads each message straight
+//! into its buffer with `read_exact` (no user-space buffer in front, so no
+//! extra copy), a seqpacket receiver one record per `recv`.
+//!
+//! `uds-stream-poll` is the stream socket made non-blocking, both sides
+//! spinning on `EAGAIN` instead of sleeping in the kernel: the like of a
+//! busy-spinning shmbus subscriber.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
 
-use super::{header, run_role, Link, Res, Rx, Tx};
+use super::{header, run_role, Link, Res, Rx, Tx, PEER_TIMEOUT};
 use crate::spec::{ChildResult, ChildSpec, Transport};
 use crate::sys;
 
-const READ_BUFFER: usize = 256 << 10;
+/// A non-blocking stream whose `read` and `write` spin on `EAGAIN` until
+/// they move at least one byte (busy-polling), giving up after
+/// [`PEER_TIMEOUT`] of nothing.
+pub struct Polled<S>(S);
+
+impl<S> Polled<S> {
+    fn spin<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        let mut spins = 0u32;
+        let mut since: Option<Instant> = None;
+        loop {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::hint::spin_loop();
+                    spins = spins.wrapping_add(1);
+                    if spins.is_multiple_of(1 << 16) && since.get_or_insert_with(Instant::now).elapsed() > PEER_TIMEOUT
+                    {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "peer silent"));
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<S: Read> Read for Polled<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Self::spin(|| self.0.read(buf))
+    }
+}
+
+impl<S: Write> Write for Polled<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Self::spin(|| self.0.write(buf))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
 
 /// One end of a ping-pong over a byte stream (fixed-size messages: no framing needed).
 pub struct StreamLink<R, W> {
@@ -41,9 +86,10 @@ impl<R: Read, W: Write> Link for StreamLink<R, W> {
     }
 }
 
-/// A stream's receiving end over a byte stream.
+/// A stream's receiving end over a byte stream: each message is read
+/// straight into `buf` (the one copy out of the kernel).
 pub struct StreamRx<R> {
-    r: BufReader<R>,
+    r: R,
     buf: Vec<u8>,
 }
 
@@ -117,6 +163,8 @@ impl Tx for SeqPacket {
 /// A connected duplex channel of one of the kernel transports.
 enum Conn {
     Unix(UnixStream),
+    /// A non-blocking Unix stream socket, busy-polled.
+    UnixPoll(UnixStream),
     Tcp(TcpStream),
     Seq(OwnedFd),
     /// (read end, write end)
@@ -129,8 +177,8 @@ fn sock_path(spec: &ChildSpec) -> std::path::PathBuf {
 
 /// Server side: listen, say READY (with the TCP port), accept.
 fn accept(spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Res<Conn> {
-    Ok(match spec.transport {
-        Transport::UdsStream => {
+    let conn = match spec.transport {
+        Transport::UdsStream | Transport::UdsStreamPoll => {
             let l = UnixListener::bind(sock_path(spec))?;
             ready("");
             Conn::Unix(l.accept()?.0)
@@ -152,17 +200,47 @@ fn accept(spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Res<Conn> {
             sys::mkfifo(&a2b)?;
             sys::mkfifo(&b2a)?;
             let conn = Conn::Pipe(sys::open_fifo(&a2b)?, sys::open_fifo(&b2a)?);
+            // Sized before the client opens them: both ends see 1 MiB.
+            if let Conn::Pipe(r, w) = &conn {
+                sys::set_pipe_size(r, sys::KERNEL_BUFFER)?;
+                sys::set_pipe_size(w, sys::KERNEL_BUFFER)?;
+            }
             ready("");
             conn
         }
         other => return Err(format!("{other} is not a socket transport").into()),
+    };
+    tune(spec, conn)
+}
+
+/// Socket buffers sized like the ring; the polling variant made non-blocking.
+fn tune(spec: &ChildSpec, conn: Conn) -> Res<Conn> {
+    Ok(match conn {
+        Conn::Unix(s) => {
+            sys::set_socket_buffers(&s, sys::KERNEL_BUFFER)?;
+            if spec.transport == Transport::UdsStreamPoll {
+                s.set_nonblocking(true)?;
+                Conn::UnixPoll(s)
+            } else {
+                Conn::Unix(s)
+            }
+        }
+        Conn::Tcp(s) => {
+            sys::set_socket_buffers(&s, sys::KERNEL_BUFFER)?;
+            Conn::Tcp(s)
+        }
+        Conn::Seq(fd) => {
+            sys::set_socket_buffers(&fd, sys::KERNEL_BUFFER)?;
+            Conn::Seq(fd)
+        }
+        other => other,
     })
 }
 
 /// Client side: connect to what the server announced.
 fn connect(spec: &ChildSpec) -> Res<Conn> {
-    Ok(match spec.transport {
-        Transport::UdsStream => Conn::Unix(UnixStream::connect(sock_path(spec))?),
+    let conn = match spec.transport {
+        Transport::UdsStream | Transport::UdsStreamPoll => Conn::Unix(UnixStream::connect(sock_path(spec))?),
         Transport::UdsSeqpacket => Conn::Seq(sys::seqpacket_connect(&sock_path(spec))?),
         Transport::Tcp => {
             let port: u16 =
@@ -177,7 +255,8 @@ fn connect(spec: &ChildSpec) -> Res<Conn> {
             Conn::Pipe(sys::open_fifo(&b2a)?, sys::open_fifo(&a2b)?)
         }
         other => return Err(format!("{other} is not a socket transport").into()),
-    })
+    };
+    tune(spec, conn)
 }
 
 /// A ping-pong link over any connection (boxed halves keep one type).
@@ -187,6 +266,7 @@ fn link(conn: Conn, size: usize) -> Res<AnyLink> {
     let buf = vec![0u8; size];
     Ok(match conn {
         Conn::Unix(s) => Box::new(StreamLink { r: s.try_clone()?, w: s, buf }),
+        Conn::UnixPoll(s) => Box::new(StreamLink { r: Polled(s.try_clone()?), w: Polled(s), buf }),
         Conn::Tcp(s) => Box::new(StreamLink { r: s.try_clone()?, w: s, buf }),
         Conn::Seq(fd) => Box::new(SeqPacket { fd, buf }),
         Conn::Pipe(r, w) => Box::new(StreamLink { r, w, buf }),
@@ -219,18 +299,19 @@ impl Tx for Box<dyn Tx> {
 
 fn rx(conn: Conn, size: usize) -> Box<dyn Rx> {
     let buf = vec![0u8; size];
-    let cap = READ_BUFFER.max(size);
     match conn {
-        Conn::Unix(s) => Box::new(StreamRx { r: BufReader::with_capacity(cap, s), buf }),
-        Conn::Tcp(s) => Box::new(StreamRx { r: BufReader::with_capacity(cap, s), buf }),
+        Conn::Unix(s) => Box::new(StreamRx { r: s, buf }),
+        Conn::UnixPoll(s) => Box::new(StreamRx { r: Polled(s), buf }),
+        Conn::Tcp(s) => Box::new(StreamRx { r: s, buf }),
         Conn::Seq(fd) => Box::new(SeqPacket { fd, buf }),
-        Conn::Pipe(r, _) => Box::new(StreamRx { r: BufReader::with_capacity(cap, r), buf }),
+        Conn::Pipe(r, _) => Box::new(StreamRx { r, buf }),
     }
 }
 
 fn tx(conn: Conn) -> Box<dyn Tx> {
     match conn {
         Conn::Unix(s) => Box::new(StreamTx(s)),
+        Conn::UnixPoll(s) => Box::new(StreamTx(Polled(s))),
         Conn::Tcp(s) => Box::new(StreamTx(s)),
         Conn::Seq(fd) => Box::new(SeqPacket { fd, buf: Vec::new() }),
         Conn::Pipe(_, w) => Box::new(StreamTx(w)),

@@ -16,6 +16,7 @@ use linux_futex::{AsFutex, Shared, TimedWaitError};
 /// most `timeout` (`None`: until woken). Returns on wake-up, value change,
 /// signal or timeout, and whether a signal interrupted it; the caller always
 /// re-checks its condition.
+#[cfg_attr(loom, allow(dead_code))] // under loom, `sync::os` emulates it
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
     // A shared futex (no FUTEX_PRIVATE_FLAG): it wakes waiters in other processes.
     let futex = AsFutex::<Shared>::as_futex(word);
@@ -26,6 +27,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// Wakes every process parked on the futex word; returns how many it woke.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn futex_wake_all(word: &AtomicU32) -> i32 {
     let futex = AsFutex::<Shared>::as_futex(word);
     futex.wake(i32::MAX)
