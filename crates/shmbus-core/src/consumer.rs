@@ -94,6 +94,7 @@ enum Frame {
 pub struct Consumer {
     /// The waiter-thread registration (async and eventfd waiting); disarmed
     /// in `drop`, before the bus (and its mapping) goes.
+    #[cfg(not(loom))]
     armed: Option<crate::notify::Armed>,
     bus: Bus,
     cursor: u64,
@@ -127,6 +128,7 @@ impl Consumer {
         let overwrite = bus.region.info.overflow == Overflow::Overwrite;
         let evictable = !overwrite && bus.region.info.evict_after_ms != 0;
         let mut c = Consumer {
+            #[cfg(not(loom))]
             armed: None,
             bus,
             cursor: 0,
@@ -720,7 +722,9 @@ impl Consumer {
 }
 
 /// Waiting through the process's waiter thread (crate::notify): for futures
-/// and event loops that must not block a thread.
+/// and event loops that must not block a thread. (Not in the loom
+/// models, which have no waiter thread.)
+#[cfg(not(loom))]
 impl Consumer {
     /// Whether the frame at the cursor can be read now (or the wait must end
     /// for another reason: overrun, evicted, bus removed), as the blocking
@@ -802,6 +806,7 @@ impl Consumer {
     }
 }
 
+#[cfg(not(loom))]
 impl Drop for Consumer {
     fn drop(&mut self) {
         // Before the bus field (and its mapping) is dropped.

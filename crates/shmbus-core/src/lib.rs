@@ -40,6 +40,7 @@ mod config;
 mod consumer;
 mod error;
 pub mod layout;
+#[cfg(not(loom))]
 mod notify;
 mod path;
 mod peers;
@@ -61,6 +62,7 @@ pub use bus::{create_bus, Bus};
 pub use config::{BusConfig, Overflow, PeerKind, StartAt, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
 pub use consumer::{Borrowed, Consumer, Poll};
 pub use error::{Error, Result};
+#[cfg(not(loom))]
 pub use notify::{waiter_threads, HANDLES_PER_SHARD};
 pub use path::{bus_path, default_dir, resolve_dir, validate_name, MAX_NAME_LEN};
 pub use presence::Linger;

@@ -129,6 +129,7 @@ pub const BLOCKED_REPORT_AFTER: Duration = Duration::from_secs(1);
 pub struct Producer {
     /// The waiter-thread registration for space (async sends); disarmed in
     /// `drop`, before the bus (and its mapping) goes.
+    #[cfg(not(loom))]
     armed: Option<crate::notify::Armed>,
     bus: Bus,
     /// Claims may end at or before this position (cached; see `scan_limit`).
@@ -163,6 +164,7 @@ impl Producer {
         assert_eq!(bus.kind, PeerKind::Publisher, "Producer::new needs a publisher handle");
         let overwrite = bus.region.info.overflow == Overflow::Overwrite;
         Producer {
+            #[cfg(not(loom))]
             armed: None,
             bus,
             limit: 0,
@@ -637,12 +639,15 @@ impl Drop for Producer {
         // (our slot is about to be freed, so nobody could repair it): publish
         // it as abandoned.
         self.cancel_open_claim();
+        #[cfg(not(loom))]
         self.disarm_space();
     }
 }
 
 /// Waiting for space through the process's waiter thread (crate::notify),
-/// for futures that must not block a thread.
+/// for futures that must not block a thread. (Not in the loom models, which
+/// have no waiter thread.)
+#[cfg(not(loom))]
 impl Producer {
     /// Arms this handle with the waiter thread for space: announces it to
     /// subscribers as a publisher parked for space does and wakes `waker`

@@ -325,153 +325,170 @@ pub(crate) unsafe fn msync(ptr: *mut u8, len: usize) -> io::Result<()> {
     cvt(unsafe { libc::msync(ptr.cast(), len, libc::MS_SYNC) }).map(|_| ())
 }
 
-/// Wakes every thread of this process parked on a private futex word (the
-/// waiter thread's control word, which lives in ordinary process memory).
-pub(crate) fn futex_wake_private(word: &AtomicU32) {
-    let futex = AsFutex::<linux_futex::Private>::as_futex(word);
-    futex.wake(i32::MAX);
-}
+/// The waiter thread's calls (crate::notify): `futex_waitv`, private futexes,
+/// a futex wait by address, and the eventfd. Not in the loom models, which
+/// have no waiter thread.
+#[cfg(not(loom))]
+mod waiter {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
 
-/// Parks on a private futex word while it holds `expected`, for at most
-/// `timeout`; returns on wake-up, value change, signal or timeout.
-pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let futex = AsFutex::<linux_futex::Private>::as_futex(word);
-    match timeout {
-        Some(t) => drop(futex.wait_for(expected, t)),
-        None => drop(futex.wait(expected)),
+    use linux_futex::AsFutex;
+
+    use super::cvt;
+
+    /// Wakes every thread of this process parked on a private futex word (the
+    /// waiter thread's control word, which lives in ordinary process memory).
+    pub(crate) fn futex_wake_private(word: &AtomicU32) {
+        let futex = AsFutex::<linux_futex::Private>::as_futex(word);
+        futex.wake(i32::MAX);
     }
-}
 
-/// One word for [`futex_waitv`]: its address, the value it must still hold,
-/// and whether it is shared between processes (a bus word) or private (the
-/// control word).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct WaitWord {
-    pub addr: *const AtomicU32,
-    pub expected: u32,
-    pub shared: bool,
-}
-
-/// `struct futex_waitv` of linux/futex.h.
-#[repr(C)]
-struct FutexWaitv {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
-}
-
-/// The most words one `futex_waitv` call takes (`FUTEX_WAITV_MAX`).
-pub(crate) const FUTEX_WAITV_MAX: usize = 128;
-const FUTEX2_SIZE_U32: u32 = 0x02;
-const FUTEX2_PRIVATE: u32 = 128;
-
-/// The outcome of [`futex_waitv`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Waitv {
-    /// Woken, a word no longer held its expected value, a signal, a
-    /// timeout, or a word's page is gone (EFAULT): the caller re-checks.
-    Returned,
-    /// The kernel has no `futex_waitv` (before Linux 5.16).
-    Unsupported,
-}
-
-/// `futex_waitv(2)` (Linux 5.16+): parks until any of `words` is woken or no
-/// longer holds its expected value, or `timeout` passes. At most
-/// [`FUTEX_WAITV_MAX`] words.
-///
-/// The addresses are only handed to the kernel, which reads them itself and
-/// answers EFAULT for an address no longer mapped; Rust never dereferences
-/// them here.
-pub(crate) fn futex_waitv(words: &[WaitWord], timeout: Option<Duration>) -> Waitv {
-    assert!(!words.is_empty() && words.len() <= FUTEX_WAITV_MAX);
-    let waiters: Vec<FutexWaitv> = words
-        .iter()
-        .map(|w| FutexWaitv {
-            val: u64::from(w.expected),
-            uaddr: w.addr as usize as u64,
-            flags: FUTEX2_SIZE_U32 | if w.shared { 0 } else { FUTEX2_PRIVATE },
-            reserved: 0,
-        })
-        .collect();
-    // The timeout is absolute, on CLOCK_MONOTONIC (the clock of `Instant`).
-    let mut abs: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    let ts = match timeout {
-        Some(t) => {
-            // SAFETY: clock_gettime writes into a valid, exclusively borrowed timespec.
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut abs) };
-            let ns = abs.tv_nsec as u64 + u64::from(t.subsec_nanos());
-            abs.tv_sec = abs.tv_sec.saturating_add(
-                t.as_secs().min(i64::MAX as u64 / 2) as libc::time_t + (ns / 1_000_000_000) as libc::time_t,
-            );
-            abs.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
-            &abs as *const libc::timespec
+    /// Parks on a private futex word while it holds `expected`, for at most
+    /// `timeout`; returns on wake-up, value change, signal or timeout.
+    pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        let futex = AsFutex::<linux_futex::Private>::as_futex(word);
+        match timeout {
+            Some(t) => drop(futex.wait_for(expected, t)),
+            None => drop(futex.wait(expected)),
         }
-        None => std::ptr::null(),
-    };
-    // SAFETY: `waiters` is a valid array of `waiters.len()` futex_waitv structs
-    // that outlives the call; `ts` is null or points to `abs`, alive for the
-    // call; flags is 0 as the kernel requires. The kernel reads the words
-    // itself (EFAULT for an unmapped one).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_futex_waitv,
-            waiters.as_ptr(),
-            waiters.len() as libc::c_uint,
-            0 as libc::c_uint,
-            ts,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        Waitv::Unsupported
-    } else {
-        Waitv::Returned
+    }
+
+    /// One word for [`futex_waitv`]: its address, the value it must still hold,
+    /// and whether it is shared between processes (a bus word) or private (the
+    /// control word).
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct WaitWord {
+        pub addr: *const AtomicU32,
+        pub expected: u32,
+        pub shared: bool,
+    }
+
+    /// `struct futex_waitv` of linux/futex.h.
+    #[repr(C)]
+    struct FutexWaitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+
+    /// The most words one `futex_waitv` call takes (`FUTEX_WAITV_MAX`).
+    pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+    const FUTEX2_SIZE_U32: u32 = 0x02;
+    const FUTEX2_PRIVATE: u32 = 128;
+
+    /// The outcome of [`futex_waitv`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Waitv {
+        /// Woken, a word no longer held its expected value, a signal, a
+        /// timeout, or a word's page is gone (EFAULT): the caller re-checks.
+        Returned,
+        /// The kernel has no `futex_waitv` (before Linux 5.16).
+        Unsupported,
+    }
+
+    /// `futex_waitv(2)` (Linux 5.16+): parks until any of `words` is woken or no
+    /// longer holds its expected value, or `timeout` passes. At most
+    /// [`FUTEX_WAITV_MAX`] words.
+    ///
+    /// The addresses are only handed to the kernel, which reads them itself and
+    /// answers EFAULT for an address no longer mapped; Rust never dereferences
+    /// them here.
+    pub(crate) fn futex_waitv(words: &[WaitWord], timeout: Option<Duration>) -> Waitv {
+        assert!(!words.is_empty() && words.len() <= FUTEX_WAITV_MAX);
+        let waiters: Vec<FutexWaitv> = words
+            .iter()
+            .map(|w| FutexWaitv {
+                val: u64::from(w.expected),
+                uaddr: w.addr as usize as u64,
+                flags: FUTEX2_SIZE_U32 | if w.shared { 0 } else { FUTEX2_PRIVATE },
+                reserved: 0,
+            })
+            .collect();
+        // The timeout is absolute, on CLOCK_MONOTONIC (the clock of `Instant`).
+        let mut abs: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let ts = match timeout {
+            Some(t) => {
+                // SAFETY: clock_gettime writes into a valid, exclusively borrowed timespec.
+                unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut abs) };
+                let ns = abs.tv_nsec as u64 + u64::from(t.subsec_nanos());
+                abs.tv_sec = abs.tv_sec.saturating_add(
+                    t.as_secs().min(i64::MAX as u64 / 2) as libc::time_t + (ns / 1_000_000_000) as libc::time_t,
+                );
+                abs.tv_nsec = (ns % 1_000_000_000) as libc::c_long;
+                &abs as *const libc::timespec
+            }
+            None => std::ptr::null(),
+        };
+        // SAFETY: `waiters` is a valid array of `waiters.len()` futex_waitv structs
+        // that outlives the call; `ts` is null or points to `abs`, alive for the
+        // call; flags is 0 as the kernel requires. The kernel reads the words
+        // itself (EFAULT for an unmapped one).
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                waiters.as_ptr(),
+                waiters.len() as libc::c_uint,
+                0 as libc::c_uint,
+                ts,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            Waitv::Unsupported
+        } else {
+            Waitv::Returned
+        }
+    }
+
+    /// An eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`), closed on drop.
+    #[derive(Debug)]
+    pub(crate) struct EventFd(std::os::fd::OwnedFd);
+
+    impl EventFd {
+        pub(crate) fn new() -> io::Result<EventFd> {
+            // SAFETY: eventfd has no memory preconditions.
+            let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+            // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+            Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+        }
+
+        pub(crate) fn raw(&self) -> std::os::fd::RawFd {
+            self.0.as_raw_fd()
+        }
+
+        /// Adds one to the counter: the fd becomes readable.
+        pub(crate) fn signal(&self) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a valid u64 to an open eventfd; a full
+            // counter (EAGAIN) means it is readable already.
+            let _ = unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+
+        /// Resets the counter to zero: the fd is no longer readable.
+        pub(crate) fn clear(&self) {
+            let mut v: u64 = 0;
+            // SAFETY: reads 8 bytes into a valid u64 from an open non-blocking
+            // eventfd; EAGAIN means it was zero already.
+            let _ = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        }
+    }
+
+    /// `FUTEX_WAIT` (shared) on a word given by address, for at most `timeout`:
+    /// for a word that may be unmapped concurrently, which the kernel answers with
+    /// EFAULT. Rust never dereferences `addr`.
+    pub(crate) fn futex_wait_addr(addr: *const AtomicU32, expected: u32, timeout: Duration) {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: the kernel reads the word at `addr` itself (EFAULT if unmapped);
+        // `ts` is a valid relative timeout alive for the call.
+        unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAIT, expected, &ts as *const libc::timespec) };
     }
 }
-
-/// An eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`), closed on drop.
-#[derive(Debug)]
-pub(crate) struct EventFd(std::os::fd::OwnedFd);
-
-impl EventFd {
-    pub(crate) fn new() -> io::Result<EventFd> {
-        // SAFETY: eventfd has no memory preconditions.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-        Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
-    }
-
-    pub(crate) fn raw(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
-    }
-
-    /// Adds one to the counter: the fd becomes readable.
-    pub(crate) fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to an open eventfd; a full
-        // counter (EAGAIN) means it is readable already.
-        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    /// Resets the counter to zero: the fd is no longer readable.
-    pub(crate) fn clear(&self) {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64 from an open non-blocking
-        // eventfd; EAGAIN means it was zero already.
-        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-    }
-}
-
-/// `FUTEX_WAIT` (shared) on a word given by address, for at most `timeout`:
-/// for a word that may be unmapped concurrently, which the kernel answers with
-/// EFAULT. Rust never dereferences `addr`.
-pub(crate) fn futex_wait_addr(addr: *const AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64 / 2) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: the kernel reads the word at `addr` itself (EFAULT if unmapped);
-    // `ts` is a valid relative timeout alive for the call.
-    let _ = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAIT, expected, &ts as *const libc::timespec) };
-}
+#[cfg(not(loom))]
+pub(crate) use waiter::*;
