@@ -123,8 +123,8 @@ mod tests {
     #[test]
     fn assembly_compare_and_swap_is_atomic_and_reports_the_previous_value() {
         let mut x: u128 = (7 << 64) | 9;
-        // SAFETY: a local, aligned u128; every CPU this runs on has cmpxchg16b (checked).
         assert!(std::arch::is_x86_feature_detected!("cmpxchg16b"));
+        // SAFETY: a local, aligned u128; the CPU has cmpxchg16b (checked above).
         let prev = unsafe { cas_detected(&mut x, 1, 2) };
         assert_eq!((prev, x), ((7 << 64) | 9, (7 << 64) | 9), "a failed CAS changes nothing");
         // SAFETY: as above.
