@@ -473,6 +473,31 @@ impl Producer {
             // Announce the claim before making it (published by the CAS's
             // Release half: whoever sees the tail past `pos` sees this).
             self.announce(&p, seq);
+            // Snapshot the headers this claim will write (its frame and its
+            // padding parts) *before* the CAS: nobody writes those bytes
+            // between now and the CAS (they lie a lap behind every
+            // unfinished claim and outside every quarantined range), and
+            // after it only a peer abandoning this claim (or, once it is
+            // quarantined, a claim skipping it) does. Each header is then
+            // written with a CAS from its snapshot, which fails if that
+            // happened, however long this process was stopped in between.
+            let region = &self.bus.region;
+            let snap = |pos: u64| {
+                let f = region.frame(pos);
+                u128::from(f.stamp().load(Ordering::Relaxed))
+                    | (u128::from(f.u64(FRAME_LEN).load(Ordering::Relaxed)) << 64)
+            };
+            let before = snap(p.frame_start);
+            let mut pads = [(0u64, 0u64, 0u128); 4];
+            let mut npads = 0;
+            if p.frame_start != p.claim_start {
+                for (pos, n) in region.geo.padding_parts(p.claim_start, p.frame_start) {
+                    if npads < pads.len() {
+                        pads[npads] = (pos, n, snap(pos));
+                    }
+                    npads += 1;
+                }
+            }
             let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(1)) << 64);
             // SYNC POINT with the Acquire loads of the tail by other publishers
             // (`scan_limit` callers), reapers and overwrite-mode readers.
@@ -515,15 +540,15 @@ impl Producer {
                 }
             }
             let region = &self.bus.region;
-            // Nobody else writes this header before our commit but a peer
-            // that abandons the claim (long after), so two plain loads read
-            // it whole.
-            let f = region.frame(p.frame_start);
-            let before = u128::from(f.stamp().load(Ordering::Relaxed))
-                | (u128::from(f.u64(FRAME_LEN).load(Ordering::Relaxed)) << 64);
-            if p.frame_start != p.claim_start {
-                for (pos, n) in region.geo.padding_parts(p.claim_start, p.frame_start) {
-                    region.write_header_guarded(pos, n as u32, u32::from(FRAME_PAD) | (self.bus.slot << 16));
+            let meta = u32::from(FRAME_PAD) | (self.bus.slot << 16);
+            for &(pos, n, was) in &pads[..npads.min(pads.len())] {
+                let new = u128::from(pos) | (u128::from(n as u32) << 64) | (u128::from(meta) << 96);
+                let _ = region.frame(pos).head().compare_exchange(was, new, Ordering::AcqRel, Ordering::Relaxed);
+            }
+            if npads > pads.len() {
+                // More padding parts than snapshots (never with sane sizes).
+                for (pos, n) in region.geo.padding_parts(p.claim_start, p.frame_start).skip(pads.len()) {
+                    region.write_header_guarded(pos, n as u32, meta);
                 }
             }
             if region.geo.claim_crosses_boundary(&p) {

@@ -362,7 +362,10 @@ fn fallback_without_futex_waitv() {
     }
     let out = finish(child, LIMIT);
     assert_eq!(result(&out, "received"), COUNT.to_string());
-    assert_eq!(result(&out, "waiter_threads"), "2");
+    // One thread per handle that ever had to wait: at most two (a handle
+    // that always found a message ready never started one).
+    let threads: u64 = result(&out, "waiter_threads").parse().unwrap();
+    assert!((1..=2).contains(&threads), "{out:?}");
 }
 
 /// send_async into a small ring held back by a slow subscriber process,
