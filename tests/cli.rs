@@ -1043,19 +1043,6 @@ fn demo_says_how_the_receivers_wait_and_compares_like_with_like() {
 
 // ------------------------------------------------- issue 9 through the CLI
 
-fn voluntary_switches(pid: i32) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        for line in status.lines() {
-            if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
-                total += v.trim().parse::<u64>().unwrap_or(0);
-            }
-        }
-    }
-    total
-}
-
 /// Issue 9, finding 5: an idle `shmbus sub` makes no periodic wake-ups (it
 /// used to wake every 50 ms), and still stops at once on SIGINT.
 #[test]
@@ -1063,10 +1050,10 @@ fn idle_sub_does_not_wake_up_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let mut sub = Proc::spawn(shmbus(dir.path()).args(["sub", "idle"]));
     wait_for("the subscriber to park", || status(dir.path(), "idle").is_some_and(|s| s.data_waiters == 1));
-    let before = voluntary_switches(sub.pid());
+    let before = shmbus_testkit::voluntary_switches(sub.pid() as u32);
     // A measurement window, not a synchronisation.
     std::thread::sleep(Duration::from_secs(1));
-    let woke = voluntary_switches(sub.pid()) - before;
+    let woke = shmbus_testkit::voluntary_switches(sub.pid() as u32) - before;
     assert!(woke <= 2, "an idle sub woke up {woke} times in 1 s");
     sub.signal(libc::SIGINT);
     let (code, _, err) = sub.finish();

@@ -91,19 +91,6 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ")
 }
 
-fn voluntary_switches(pid: u32) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        for line in status.lines() {
-            if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
-                total += v.trim().parse::<u64>().unwrap_or(0);
-            }
-        }
-    }
-    total
-}
-
 /// Starts a parked subscriber process and waits until it is counted as parked.
 fn spawn_parked(dir: &Path, c: &BusConfig, mode: &str, waiters_before: u32) -> Child {
     let child = Command::new(std::env::current_exe().unwrap())
@@ -127,9 +114,9 @@ fn idle(window: Duration) -> (u64, u32) {
     let pid = child.id();
     // Settle: the switches of start-up are not the idle figure.
     std::thread::sleep(Duration::from_millis(200));
-    let before = voluntary_switches(pid);
+    let before = shmbus_testkit::voluntary_switches(pid);
     std::thread::sleep(window);
-    let wakes = voluntary_switches(pid) - before;
+    let wakes = shmbus_testkit::voluntary_switches(pid) - before;
     publ.send(b"wake up", None).map_err(|e| format!("{e:?}")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() {

@@ -47,19 +47,6 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
-fn voluntary_switches(pid: u32) -> u64 {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        for line in status.lines() {
-            if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
-                total += v.trim().parse::<u64>().unwrap_or(0);
-            }
-        }
-    }
-    total
-}
-
 fn overflow_arg(o: Overflow) -> &'static str {
     if o == Overflow::Block {
         "block"
@@ -312,10 +299,10 @@ fn idle_parked_subscriber_does_not_wake_up() {
     wait_for("the subscriber to park", LONG, || {
         shmbus_core::inspect("idle", &c).map(|s| s.data_waiters == 1).unwrap_or(false)
     });
-    let before = voluntary_switches(pid);
+    let before = shmbus_testkit::voluntary_switches(pid);
     // A measurement window, not a synchronisation: count its wake-ups over one second.
     std::thread::sleep(Duration::from_secs(1));
-    let after = voluntary_switches(pid);
+    let after = shmbus_testkit::voluntary_switches(pid);
     println!("idle parked subscriber: {} wake-ups in 1 s", after - before);
     assert!(after - before <= 2, "idle parked subscriber woke {} times in 1 s", after - before);
     publ.send(b"wake up", None).unwrap();
