@@ -17,6 +17,7 @@ mod notify;
 pub use notify::{MessageStream, Recv};
 
 use shmbus_core::{Bus, Consumer, PeerKind, Poll};
+pub use shmbus_core::Drained;
 pub use shmbus_core::{BusConfig, Error, HeaderInfo, MessageType, Overflow, StartAt, TypeKind, WaitStrategy};
 
 /// Why no message was received.
@@ -298,6 +299,46 @@ impl Subscriber {
             Poll::Empty => Ok(None),
             Poll::Lagged { lost } => Err(RecvError::Lagged { lost }),
         }
+    }
+
+    /// Receives every message that is ready now, up to `max`, passing each
+    /// to `f` (its sequence number and payload) in order; waits at most
+    /// `timeout` (`None`: as long as it takes) for the first one. The
+    /// subscriber's progress (its hold, which frees the space for publishers,
+    /// and its counters) is published once per call instead of once per
+    /// message. Messages lost on the way (overwrite mode) are counted in the
+    /// returned [`Drained`] instead of being reported as
+    /// `RecvError::Lagged`; the messages passed to `f` are still the ones
+    /// after the loss, in order. In block mode (without an eviction policy)
+    /// the slices are the ring's own bytes, valid during the call to `f`
+    /// (see [`MessageRef`] for what another process can do to them);
+    /// otherwise they are copies. `Err(RecvError::Timeout)` when nothing
+    /// arrived in time.
+    pub fn recv_batch<F: FnMut(u64, &[u8])>(
+        &mut self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut f: F,
+    ) -> Result<Drained, RecvError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let d = self.raw.try_drain(max, &mut self.buf, &mut f)?;
+            if d.messages > 0 || d.lost > 0 || max == 0 {
+                return Ok(d);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::Timeout);
+            }
+            if !self.raw.wait(deadline) && deadline.is_none() && self.interruptible {
+                return Err(RecvError::Timeout);
+            }
+        }
+    }
+
+    /// [`Subscriber::recv_batch`] without waiting: `Ok` with 0 messages when
+    /// nothing is ready.
+    pub fn try_recv_batch<F: FnMut(u64, &[u8])>(&mut self, max: usize, f: F) -> Result<Drained, RecvError> {
+        Ok(self.raw.try_drain(max, &mut self.buf, f)?)
     }
 
     /// Receives into a buffer of the caller's (no allocation once it is large

@@ -42,6 +42,17 @@ pub enum Poll {
     },
 }
 
+/// What one [`Consumer::try_drain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Drained {
+    /// Messages passed to the callback, in order.
+    pub messages: usize,
+    /// Messages lost on the way (overwrite-mode overruns, an eviction, or a
+    /// gap before an abandoned frame), counted exactly as `Poll::Lagged`
+    /// would have reported them.
+    pub lost: u64,
+}
+
 /// A frame borrowed in place (block mode): a linear token (neither `Copy`
 /// nor `Clone`) consumed by [`Consumer::release`]. Releasing a token that no
 /// longer names the frame at the cursor does nothing.
@@ -119,6 +130,9 @@ pub struct Consumer {
     bytes: u64,
     /// Wake calls in a row that found nobody parked.
     empty_wakes: u32,
+    /// Inside `try_drain`: progress (cursor, hold, counters) is kept here and
+    /// published to the slot once, at the end.
+    deferring: bool,
 }
 
 impl Consumer {
@@ -147,6 +161,7 @@ impl Consumer {
             messages: 0,
             bytes: 0,
             empty_wakes: 0,
+            deferring: false,
         };
         c.place(start);
         c
@@ -388,24 +403,147 @@ impl Consumer {
                 Frame::Skipped | Frame::Resynced => continue,
                 Frame::Message { seq, len } => {
                     self.stall = None;
-                    if std::mem::take(&mut self.lag_pending) {
-                        let gap = self.expected_seq.map_or(0, |exp| seq.wrapping_sub(exp));
-                        let lost = std::mem::take(&mut self.pending_lost) + if gap < 1 << 62 { gap } else { 0 };
-                        if lost > 0 {
-                            self.set_expected(seq.wrapping_add(1));
-                            self.lost_total += lost;
-                            let region = &self.bus.region;
-                            region.slot(self.bus.slot).u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
-                            self.stash = Some((std::mem::take(buf), seq));
-                            return Ok(Poll::Lagged { lost });
-                        }
-                    }
+                    let lost = self.take_loss(seq);
                     self.set_expected(seq.wrapping_add(1));
+                    if lost > 0 {
+                        self.stash = Some((std::mem::take(buf), seq));
+                        return Ok(Poll::Lagged { lost });
+                    }
                     return Ok(Poll::Message { seq, len });
                 }
             }
         }
         Ok(Poll::Empty)
+    }
+
+    /// The messages lost before message `seq` (pending since an overrun, an
+    /// eviction or an abandoned frame after a gap), added to the totals.
+    #[inline]
+    fn take_loss(&mut self, seq: u64) -> u64 {
+        if !std::mem::take(&mut self.lag_pending) {
+            return 0;
+        }
+        let gap = self.expected_seq.map_or(0, |exp| seq.wrapping_sub(exp));
+        let lost = std::mem::take(&mut self.pending_lost) + if gap < 1 << 62 { gap } else { 0 };
+        if lost > 0 {
+            self.lost_total += lost;
+            let region = &self.bus.region;
+            region.slot(self.bus.slot).u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
+        }
+        lost
+    }
+
+    /// Passes every message that can be read now, up to `max`, to `f` (its
+    /// sequence number and payload), in order, and publishes our progress
+    /// (cursor, hold, counters) once at the end instead of after each
+    /// message. Loss is counted in the result instead of being reported as
+    /// `Poll::Lagged`. Does not wait.
+    ///
+    /// In block mode on a bus without an eviction policy the payload slices
+    /// are the ring's own bytes (no copy; our hold keeps cooperating
+    /// publishers off them until we return: see `Borrowed` for what a
+    /// hostile writer can still do); otherwise each message is copied into
+    /// `scratch` and validated first, as `try_read` does.
+    pub fn try_drain<F: FnMut(u64, &[u8])>(&mut self, max: usize, scratch: &mut Vec<u8>, mut f: F) -> Result<Drained> {
+        let mut out = Drained::default();
+        if max == 0 {
+            return Ok(out);
+        }
+        if let Some((data, seq)) = self.stash.take() {
+            // A message kept back by a `Poll::Lagged` of `try_read`.
+            f(seq, &data);
+            out.messages += 1;
+            *scratch = data;
+        }
+        let start = self.cursor;
+        self.deferring = true;
+        let drained = self.drain_frames(max, scratch, &mut f, &mut out);
+        self.deferring = false;
+        if let Some(next) = self.expected_seq {
+            self.bus.region.slot(self.bus.slot).u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
+        }
+        self.publish_progress(start, true);
+        let dry = drained?;
+        if dry {
+            let region = &self.bus.region;
+            if region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 && out.messages == 0 {
+                return Err(region.removed());
+            }
+            if !self.overwrite {
+                // As in `try_read`: a publisher parked for space must not wait
+                // for our next checkpoint.
+                self.wake_parked_publishers();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The loop of `try_drain`; returns whether it stopped for want of a
+    /// committed frame (rather than at `max`).
+    fn drain_frames<F: FnMut(u64, &[u8])>(
+        &mut self,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        f: &mut F,
+        out: &mut Drained,
+    ) -> Result<bool> {
+        let in_place = !self.overwrite && !self.evictable;
+        // Bounded: each round passes a frame or a resynchronisation.
+        let mut rounds = 0usize;
+        while out.messages < max {
+            rounds += 1;
+            if rounds > max.saturating_add(64) {
+                return Ok(false);
+            }
+            if in_place && !self.lag_pending {
+                let pos = self.cursor;
+                let region = &self.bus.region;
+                if !pos.is_multiple_of(FRAME_ALIGN) {
+                    return Err(region.corrupt(format!("read position {pos:#x} is not frame-aligned (a damaged tail or hint)")));
+                }
+                let fr = region.frame(pos);
+                // SYNC POINT with the Release compare-and-swap of the header in
+                // `Producer::finish` / `Region::write_header_guarded`.
+                if fr.stamp().load(Ordering::Acquire) != pos {
+                    return Ok(true);
+                }
+                let len = fr.len().load(Ordering::Relaxed);
+                let flags = fr.meta().load(Ordering::Relaxed) & 0xffff;
+                let seq = fr.seq().load(Ordering::Relaxed);
+                let room = region.geo.room_to_lap_end(pos);
+                let frame_len = region.geo.frame_len(len as usize);
+                if flags == 0 && len <= region.info.max_message && frame_len <= room {
+                    let ptr = region.mem.ptr(region.data_off(pos) + FRAME_HEADER, len as usize);
+                    // SAFETY: block mode without an eviction policy: the frame
+                    // was committed (stamp seen with Acquire), its length was
+                    // checked against the frame and the lap (the slice is
+                    // inside the mapping), and our hold, binding on every
+                    // cooperating publisher since the attach handshake and not
+                    // moved until this drain ends, keeps them from reusing
+                    // these bytes while `f` runs. A hostile writer can change
+                    // the bytes, never the slice's bounds.
+                    let payload = unsafe { std::slice::from_raw_parts(ptr, len as usize) };
+                    self.stall = None;
+                    self.set_expected(seq.wrapping_add(1));
+                    f(seq, payload);
+                    out.messages += 1;
+                    self.advance(pos.wrapping_add(frame_len), Some(len as usize));
+                    continue;
+                }
+            }
+            match self.read_frame(scratch)? {
+                Frame::NotReady => return Ok(true),
+                Frame::Skipped | Frame::Resynced => continue,
+                Frame::Message { seq, len } => {
+                    self.stall = None;
+                    out.lost += self.take_loss(seq);
+                    self.set_expected(seq.wrapping_add(1));
+                    f(seq, &scratch[..len]);
+                    out.messages += 1;
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Reads the next message, waiting until `deadline` (`None`: for ever).
@@ -529,6 +667,8 @@ impl Consumer {
         let ordinary = flags == 0 && len <= region.info.max_message && frame_len <= room;
         if !ordinary || validating {
             let kind = region.geo.classify(pos, len, flags);
+            // Read before the overrun check, like every other header field.
+            let count = f.u32(FRAME_COUNT).load(Ordering::Relaxed);
             if validating && self.overrun(pos) {
                 self.resync();
                 return Ok(Frame::Resynced);
@@ -539,7 +679,7 @@ impl Consumer {
                     return Ok(Frame::Skipped);
                 }
                 FrameKind::Abandoned { len } => {
-                    self.note_abandoned(seq);
+                    self.note_abandoned(seq, count, len);
                     self.advance(pos.wrapping_add(len), None);
                     return Ok(Frame::Skipped);
                 }
@@ -585,8 +725,11 @@ impl Consumer {
         Ok(Frame::Message { seq, len })
     }
 
-    /// Counts an abandoned frame's sequence number.
-    fn note_abandoned(&mut self, seq: u64) {
+    /// Counts an abandoned frame's sequence numbers: `count` of them from
+    /// `seq` (0 and 1: one; more for the rest of an abandoned batch claim,
+    /// never more frames than `len` bytes could hold).
+    fn note_abandoned(&mut self, seq: u64, count: u32, len: u64) {
+        let count = u64::from(count).clamp(1, (len / FRAME_ALIGN).max(1));
         if let Some(exp) = self.expected_seq {
             let gap = seq.wrapping_sub(exp);
             if gap >= 1 << 62 {
@@ -597,10 +740,10 @@ impl Consumer {
                 self.lag_pending = true;
             }
         }
-        self.abandoned_total += 1;
+        self.abandoned_total += count;
         let own = self.bus.region.slot(self.bus.slot);
         own.u64(SLOT_ABANDONED).store(self.abandoned_total, Ordering::Relaxed);
-        self.set_expected(seq.wrapping_add(1));
+        self.set_expected(seq.wrapping_add(count));
         self.stall = None;
     }
 
@@ -654,19 +797,34 @@ impl Consumer {
 
     fn set_expected(&mut self, next: u64) {
         self.expected_seq = Some(next);
-        let region = &self.bus.region;
-        region.slot(self.bus.slot).u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
+        if !self.deferring {
+            let region = &self.bus.region;
+            region.slot(self.bus.slot).u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
+        }
     }
 
     fn advance(&mut self, next: u64, msg_len: Option<usize>) {
         let prev = self.cursor;
         self.cursor = next;
-        let region = &self.bus.region;
-        let own = region.slot(self.bus.slot);
-        own.u64(SLOT_CURSOR).store(next, Ordering::Relaxed);
         if let Some(len) = msg_len {
             self.messages = self.messages.wrapping_add(1);
             self.bytes = self.bytes.wrapping_add(len as u64);
+        }
+        if !self.deferring {
+            self.publish_progress(prev, msg_len.is_some());
+        }
+    }
+
+    /// Publishes our progress since the cursor was at `prev`: the cursor and
+    /// the counters in our slot and, in block mode, the hold (Release, after
+    /// the reads it covers), waking parked publishers when the cursor crossed
+    /// a checkpoint.
+    fn publish_progress(&mut self, prev: u64, counters: bool) {
+        let next = self.cursor;
+        let region = &self.bus.region;
+        let own = region.slot(self.bus.slot);
+        own.u64(SLOT_CURSOR).store(next, Ordering::Relaxed);
+        if counters {
             own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);
             own.u64(SLOT_BYTES).store(self.bytes, Ordering::Relaxed);
         }

@@ -38,7 +38,7 @@
 /// The magic number at offset 0.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes of the header page.
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of one peer slot.
@@ -97,6 +97,7 @@ pub(crate) const SLOT_GENERATION: usize = 8; // u64
 pub(crate) const SLOT_HOLD: usize = 16; // u64: position held back (sub cursor / pub claim start)
 pub(crate) const SLOT_HOLD_END: usize = 24; // u64: publisher claim end
 pub(crate) const SLOT_HOLD_FLAGS: usize = 32; // u32: HOLD_*
+pub(crate) const SLOT_CLAIM_COUNT: usize = 36; // u32: publisher: messages in the announced claim (0 and 1: one)
 pub(crate) const SLOT_CURSOR: usize = 40; // u64: subscriber's next position
 pub(crate) const SLOT_MESSAGES: usize = 48; // u64: messages published / received
 pub(crate) const SLOT_BYTES: usize = 56; // u64: payload bytes published / received
@@ -139,6 +140,7 @@ pub(crate) const FRAME_STAMP: usize = 0; // u64: the frame's own position, store
 pub(crate) const FRAME_LEN: usize = 8; // u32: payload length, or the whole frame length for padding
 pub(crate) const FRAME_META: usize = 12; // u32: flags in bits 0..16, publisher slot in bits 16..32
 pub(crate) const FRAME_SEQ: usize = 16; // u64: global message sequence number
+pub(crate) const FRAME_COUNT: usize = 24; // u32: abandoned padding: sequence numbers from `seq` it stands for (0 and 1: one)
 /// Frame flag: padding; skip `len` bytes.
 pub const FRAME_PAD: u16 = 1;
 /// Frame flag (with `FRAME_PAD`): an abandoned claim. `seq` is the sequence
@@ -166,7 +168,8 @@ const _: () = {
     assert!(SLOT_BLOCKING_SINCE + 8 <= PEER_SLOT_SIZE && SLOT_NEXT_SEQ + 8 <= SLOT_CLAIM_FRAME);
     assert!(OFF_EVICT_AFTER_MS + 4 <= OFF_TAIL && OFF_SPACE_MASK + 8 <= OFF_ATTACH_EPOCH);
     assert!(OFF_REMOVED + 4 <= OFF_HINTS);
-    assert!(FRAME_SEQ + 8 <= FRAME_HEADER && FRAME_HEADER as u64 == FRAME_ALIGN);
+    assert!(FRAME_SEQ + 8 <= FRAME_COUNT && FRAME_COUNT + 4 <= FRAME_HEADER && FRAME_HEADER as u64 == FRAME_ALIGN);
+    assert!(SLOT_HOLD_FLAGS + 4 <= SLOT_CLAIM_COUNT && SLOT_CLAIM_COUNT + 4 <= SLOT_CURSOR);
 };
 
 /// Largest payload allowed for a capacity: a frame may take at most a quarter of the ring,
@@ -197,7 +200,7 @@ pub fn fingerprint(page_size: usize) -> u64 {
 /// languages: docs/layout.md prints it for 4096-byte pages.
 pub fn fingerprint_input(page_size: usize) -> String {
     let desc = format!(
-        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ},{SLOT_CLAIM_FRAME},{SLOT_CLAIM_SEQ},{SLOT_PARKED},{SLOT_REVOKED},{SLOT_ABANDONED},{SLOT_BLOCKING_SINCE};masks@{OFF_DATA_MASK},{OFF_SPACE_MASK};removed@{OFF_REMOVED};evict@{OFF_EVICT_AFTER_MS};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ}",
+        "shmbus-layout;v{LAYOUT_VERSION};{};page{page_size};hdr{HEADER_SIZE};slot{PEER_SLOT_SIZE};frame{FRAME_HEADER};align{FRAME_ALIGN};hints{HINTS}@{OFF_HINTS};tail@{OFF_TAIL};futex@{OFF_DATA_FUTEX},{OFF_SPACE_FUTEX},{OFF_DATA_WAITERS},{OFF_SPACE_WAITERS};epoch@{OFF_ATTACH_EPOCH};hw@{OFF_PEER_HIGH_WATER};slotfields{SLOT_STATE},{SLOT_PID},{SLOT_GENERATION},{SLOT_HOLD},{SLOT_HOLD_END},{SLOT_HOLD_FLAGS},{SLOT_CLAIM_COUNT},{SLOT_CURSOR},{SLOT_MESSAGES},{SLOT_BYTES},{SLOT_LOST},{SLOT_ATTACHED_NS},{SLOT_NEXT_SEQ},{SLOT_CLAIM_FRAME},{SLOT_CLAIM_SEQ},{SLOT_PARKED},{SLOT_REVOKED},{SLOT_ABANDONED},{SLOT_BLOCKING_SINCE};masks@{OFF_DATA_MASK},{OFF_SPACE_MASK};removed@{OFF_REMOVED};evict@{OFF_EVICT_AFTER_MS};framefields{FRAME_STAMP},{FRAME_LEN},{FRAME_META},{FRAME_SEQ},{FRAME_COUNT}",
         if cfg!(target_endian = "little") { "le" } else { "be" },
     );
     desc + crate::typetag::LAYOUT_DESC

@@ -60,7 +60,7 @@ mod os;
 pub use admin::{gc, inspect, list, remove, BusStatus, GcAction, PeerInfo};
 pub use bus::{create_bus, Bus};
 pub use config::{BusConfig, Overflow, PeerKind, StartAt, WaitStrategy, DEFAULT_UNBLOCK_TIMEOUT};
-pub use consumer::{Borrowed, Consumer, Poll};
+pub use consumer::{Borrowed, Consumer, Drained, Poll};
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use notify::{waiter_threads, HANDLES_PER_SHARD};

@@ -15,9 +15,10 @@
 //! value we saw, fires at once or is woken), one whose fence comes before is
 //! seen by our re-check.
 //!
-//! An armed entry fires once (like `EPOLLONESHOT`); the handle stays
-//! announced until it arms again or disarms, so a publish between the firing
-//! and the next arm costs the publisher a wake call, never a lost wake-up.
+//! An armed entry fires once (like `EPOLLONESHOT`). A publisher that wakes
+//! the word takes the mask bits it wakes (wait.rs, `wake_if_waiting`), so a
+//! publish between the firing and the next arm usually costs nothing; the
+//! next arm announces again and re-checks, so no wake-up is lost.
 //! Disarming (and dropping the handle) removes the entry under the shard's
 //! lock and withdraws the announcement: no bit or count is left behind.
 //!

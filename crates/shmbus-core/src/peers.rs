@@ -214,10 +214,11 @@ impl Region {
             let end = s.u64(SLOT_HOLD_END).load(Ordering::Relaxed);
             let frame = s.u64(SLOT_CLAIM_FRAME).load(Ordering::Relaxed);
             let seq = s.u64(SLOT_CLAIM_SEQ).load(Ordering::Relaxed);
+            let count = s.u32(SLOT_CLAIM_COUNT).load(Ordering::Relaxed).max(1);
             fence(Ordering::Acquire);
             let f2 = s.u32(SLOT_HOLD_FLAGS).load(Ordering::Relaxed);
             if f1 >> 8 == f2 >> 8 {
-                return Some(Announced { start, end, frame, seq, flags: f2 });
+                return Some(Announced { start, end, frame, seq, count, flags: f2 });
             }
         }
         None
@@ -262,7 +263,7 @@ impl Region {
         if !at_or_before(a.end, tail) || distance(a.start, tail) > geo.capacity {
             return false;
         }
-        if self.claimed_by_other(slot, a.start) || self.frame(a.frame).stamp().load(Ordering::Acquire) == a.frame {
+        if self.claimed_by_other(slot, a.start) || self.unfinished_frame(slot, a).is_none() {
             return false;
         }
         if a.flags & HOLD_CLAIMED != 0 {
@@ -293,16 +294,57 @@ impl Region {
     /// unwritten header, so of the owner's commit and this, exactly one wins.
     /// Returns whether this call won the frame.
     pub(crate) fn abandon_claim(&self, a: &Announced, slot: u32) -> bool {
-        let f = self.frame(a.frame);
-        // Before the header: a reader that sees the stamp sees the sequence
-        // number. The owner stores the same value (its claim's).
-        f.seq().store(a.seq, Ordering::Relaxed);
         let meta = u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16);
-        let won = self.write_header_guarded(a.frame, distance(a.frame, a.end) as u32, meta);
+        let mut won = false;
+        // A batch claim's owner commits its frames in order: the abandoned
+        // padding starts at the first frame it has not committed and stands
+        // for the sequence numbers from there to the end of the claim.
+        // Bounded: each round either wins, or finds one more frame committed.
+        for _ in 0..=a.count {
+            let Some((pos, done)) = self.unfinished_frame(slot, a) else { break };
+            let f = self.frame(pos);
+            // Before the header: a reader that sees the stamp sees the sequence
+            // number and count. The owner stores the same sequence number.
+            f.seq().store(a.seq.wrapping_add(u64::from(done)), Ordering::Relaxed);
+            f.u32(FRAME_COUNT).store(a.count - done, Ordering::Relaxed);
+            if self.write_header_guarded(pos, distance(pos, a.end) as u32, meta) {
+                won = true;
+                break;
+            }
+        }
         for (pos, len) in self.geo.padding_parts(a.start, a.frame) {
             self.write_header_guarded(pos, len as u32, u32::from(FRAME_PAD) | (slot << 16));
         }
         won
+    }
+
+    /// The first frame of claim `a` (of publisher `slot`) its owner has not
+    /// committed, and how many it committed before it; `None` when the
+    /// claim is finished (every frame committed, or abandoned already). The
+    /// committed frames' headers are checked against the claim, so a damaged
+    /// one ends the walk as finished.
+    pub(crate) fn unfinished_frame(&self, slot: u32, a: &Announced) -> Option<(u64, u32)> {
+        let mut pos = a.frame;
+        for done in 0..a.count {
+            if pos == a.end {
+                return None;
+            }
+            let f = self.frame(pos);
+            // SYNC POINT with the Release compare-and-swap of the owner's commit.
+            if f.stamp().load(Ordering::Acquire) != pos {
+                return Some((pos, done));
+            }
+            let len = f.len().load(Ordering::Relaxed);
+            let meta = f.meta().load(Ordering::Relaxed);
+            if meta & 0xffff != 0 || meta >> 16 != slot || len > self.geo.max_message {
+                return None; // padding (abandoned already) or not this claim's
+            }
+            pos = pos.wrapping_add(self.geo.frame_len(len as usize));
+            if distance(a.frame, pos) > distance(a.frame, a.end) {
+                return None;
+            }
+        }
+        None
     }
 
     /// Abandons live publisher `slot`'s unfinished claim (it was stopped, or
@@ -342,8 +384,9 @@ impl Region {
                 continue;
             }
             let Some(a) = self.announced(slot) else { continue };
-            // `pos` is the claim's start, a lap boundary in its padding, or its frame.
-            if !(at_or_before(a.start, pos) && at_or_before(pos, a.frame)) {
+            // `pos` is the claim's start, a lap boundary in its padding, or one
+            // of its frames.
+            if distance(a.start, pos) >= distance(a.start, a.end) {
                 continue;
             }
             if stalled {
@@ -393,5 +436,7 @@ pub(crate) struct Announced {
     pub(crate) end: u64,
     pub(crate) frame: u64,
     pub(crate) seq: u64,
+    /// Messages in the claim (sequence numbers `seq..seq + count`), at least 1.
+    pub(crate) count: u32,
     pub(crate) flags: u32,
 }

@@ -83,6 +83,9 @@ struct ClaimInfo {
     placement: Placement,
     seq: u64,
     len: usize,
+    /// Messages in the claim (a batch claim when more than one: their
+    /// lengths and header snapshots are in `batch_lens` / `batch_snaps`).
+    count: u32,
     /// The frame header's first 16 bytes as they were right after the claim:
     /// the commit replaces exactly this value, so it fails if a peer
     /// abandoned the claim (or, after a quarantine, reused a header) meanwhile.
@@ -146,6 +149,13 @@ pub struct Producer {
     bytes: u64,
     /// Announcements made (bits 8.. of the hold flags; even when complete).
     version: u32,
+    /// The claim count last stored in our slot (stored again only on a change).
+    claim_count: u32,
+    /// The payload lengths of the batch being claimed (`send_batch`).
+    batch_lens: Vec<u32>,
+    /// The first 16 bytes of each of the batch's frame headers, as they were
+    /// before its claim (each commit replaces exactly its snapshot).
+    batch_snaps: Vec<u128>,
     /// Abandoned claims of other publishers whose bytes nobody may write.
     quarantine: Vec<(u64, u64)>,
     /// The open claim, if any: published as abandoned if we are dropped first.
@@ -178,6 +188,9 @@ impl Producer {
             messages: 0,
             bytes: 0,
             version: 0,
+            claim_count: u32::MAX,
+            batch_lens: Vec::new(),
+            batch_snaps: Vec::new(),
             quarantine: Vec::new(),
             inflight: None,
             blocked: None,
@@ -240,8 +253,63 @@ impl Producer {
         self.commit(claim, false)
     }
 
+    /// Publishes the longest prefix of `msgs` that fits in one claim (frames
+    /// taking together at most `max_message` + 32 bytes, and at most 65,536
+    /// messages; always at least the first message) with one claim, one
+    /// commit and at most one wake call, waiting for space until `deadline`.
+    /// The messages get consecutive sequence numbers, in order. Returns how
+    /// many were published (0 only for an empty slice).
+    ///
+    /// If a peer abandons the claim (this process was stopped, or too slow,
+    /// between claim and commit for longer than its unblock timeout), the
+    /// messages before the first one not yet committed were published and
+    /// [`ClaimError::Abandoned`] names the first that was not: it and the
+    /// rest of the chunk count as abandoned at every subscriber.
+    pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M], deadline: Option<Instant>) -> Result<usize, ClaimError> {
+        let Some(first) = msgs.first() else { return Ok(0) };
+        let max = self.max_message();
+        // The batch is claimed as one frame of `total - FRAME_HEADER` bytes.
+        let max_total = (max + FRAME_HEADER) as u64;
+        self.batch_lens.clear();
+        let mut total = 0u64;
+        for m in msgs.iter().take(1 << 16) {
+            let len = m.as_ref().len();
+            if len > max {
+                if self.batch_lens.is_empty() {
+                    return Err(ClaimError::TooLarge { len, max });
+                }
+                break;
+            }
+            let frame = self.bus.region.geo.frame_len(len);
+            if total + frame > max_total {
+                break;
+            }
+            total += frame;
+            self.batch_lens.push(len as u32);
+        }
+        let n = self.batch_lens.len();
+        if n == 1 {
+            return self.send(first.as_ref(), deadline).map(|_| 1);
+        }
+        let claim = self.claim_span(total as usize - FRAME_HEADER, n as u32, deadline)?;
+        let region = &self.bus.region;
+        let mut pos = claim.frame_start;
+        for m in &msgs[..n] {
+            let bytes = m.as_ref();
+            region.mem.copy_in(region.data_off(pos) + FRAME_HEADER, bytes);
+            pos = pos.wrapping_add(region.geo.frame_len(bytes.len()));
+        }
+        self.commit(claim, false).map(|_| n)
+    }
+
     /// Claims a frame for `len` payload bytes, waiting for space until `deadline`.
     pub fn claim(&mut self, len: usize, deadline: Option<Instant>) -> Result<Claim, ClaimError> {
+        self.claim_span(len, 1, deadline)
+    }
+
+    /// `claim` of `count` messages taking the bytes of one frame of `len`
+    /// payload bytes (a batch: `batch_lens` holds their lengths).
+    fn claim_span(&mut self, len: usize, count: u32, deadline: Option<Instant>) -> Result<Claim, ClaimError> {
         if len > self.max_message() {
             return Err(ClaimError::TooLarge { len, max: self.max_message() });
         }
@@ -249,7 +317,7 @@ impl Producer {
             return Err(ClaimError::Pending);
         }
         loop {
-            if let Some(c) = self.try_claim(len) {
+            if let Some(c) = self.try_claim_span(len, count) {
                 return Ok(c);
             }
             let region = &self.bus.region;
@@ -401,7 +469,7 @@ impl Producer {
     /// Announces a claim in our slot (a seqlock: bits 8.. of the hold flags
     /// count announcements and are odd while one is written).
     #[inline]
-    fn announce(&mut self, p: &Placement, seq: u64) {
+    fn announce(&mut self, p: &Placement, seq: u64, count: u32) {
         let own = self.bus.region.slot(self.bus.slot);
         let flags = own.u32(SLOT_HOLD_FLAGS);
         self.version = self.version.wrapping_add(1) & 0x00ff_ffff;
@@ -410,6 +478,10 @@ impl Producer {
         flags.store(self.version << 8, Ordering::Release);
         // SYNC POINT with the fence(Acquire) of a reader in `Region::announced`.
         fence(Ordering::Release);
+        if count != self.claim_count {
+            self.claim_count = count;
+            own.u32(SLOT_CLAIM_COUNT).store(count, Ordering::Relaxed);
+        }
         own.u64(SLOT_HOLD_END).store(p.claim_end, Ordering::Relaxed);
         own.u64(SLOT_CLAIM_FRAME).store(p.frame_start, Ordering::Relaxed);
         own.u64(SLOT_CLAIM_SEQ).store(seq, Ordering::Relaxed);
@@ -422,6 +494,13 @@ impl Producer {
     /// One attempt to claim without waiting for space. `None` when there is
     /// no room, or a claim of ours is still open.
     pub fn try_claim(&mut self, len: usize) -> Option<Claim> {
+        self.try_claim_span(len, 1)
+    }
+
+    /// `try_claim` of `count` messages in the bytes of one frame of `len`
+    /// payload bytes (see `claim_span`).
+    #[inline]
+    fn try_claim_span(&mut self, len: usize, count: u32) -> Option<Claim> {
         if self.inflight.is_some() || len > self.max_message() {
             return None;
         }
@@ -472,7 +551,7 @@ impl Producer {
             }
             // Announce the claim before making it (published by the CAS's
             // Release half: whoever sees the tail past `pos` sees this).
-            self.announce(&p, seq);
+            self.announce(&p, seq, count);
             // Snapshot the headers this claim will write (its frame and its
             // padding parts) *before* the CAS: nobody writes those bytes
             // between now and the CAS (they lie a lap behind every
@@ -488,6 +567,14 @@ impl Producer {
                     | (u128::from(f.u64(FRAME_LEN).load(Ordering::Relaxed)) << 64)
             };
             let before = snap(p.frame_start);
+            if count > 1 {
+                self.batch_snaps.clear();
+                let mut pos = p.frame_start;
+                for &l in &self.batch_lens {
+                    self.batch_snaps.push(snap(pos));
+                    pos = pos.wrapping_add(region.geo.frame_len(l as usize));
+                }
+            }
             let mut pads = [(0u64, 0u64, 0u128); 4];
             let mut npads = 0;
             if p.frame_start != p.claim_start {
@@ -498,7 +585,7 @@ impl Producer {
                     npads += 1;
                 }
             }
-            let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(1)) << 64);
+            let next = u128::from(p.claim_end) | (u128::from(seq.wrapping_add(u64::from(count))) << 64);
             // SYNC POINT with the Acquire loads of the tail by other publishers
             // (`scan_limit` callers), reapers and overwrite-mode readers.
             // SeqCst (the same `lock cmpxchg16b` on x86): every tail update sits in
@@ -557,7 +644,7 @@ impl Producer {
                     region.mem.u64(OFF_HINTS + region.geo.hint_index(b) * 8).store(first, Ordering::Release);
                 }
             }
-            let info = ClaimInfo { placement: p, seq, len, before };
+            let info = ClaimInfo { placement: p, seq, len, count, before };
             self.inflight = Some(info);
             self.blocked = None;
             self.gate = None;
@@ -597,30 +684,55 @@ impl Producer {
         let p = info.placement;
         let f = region.frame(p.frame_start);
         f.seq().store(info.seq, Ordering::Relaxed);
-        let (len, meta) = if as_padding {
-            (p.frame_len as u32, u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16))
+        // (published, bytes, the first sequence number not published)
+        let (won, published, bytes, stopped_at) = if info.count > 1 && !as_padding {
+            // A batch: each frame's header from its snapshot, in order; the
+            // first that fails was abandoned by a peer, with the rest.
+            let mut pos = p.frame_start;
+            let (mut n, mut bytes) = (0u32, 0u64);
+            for (&len, &before) in self.batch_lens.iter().zip(&self.batch_snaps) {
+                let f = region.frame(pos);
+                f.seq().store(info.seq.wrapping_add(u64::from(n)), Ordering::Relaxed);
+                let new = u128::from(pos) | (u128::from(len) << 64) | (u128::from(slot << 16) << 96);
+                // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`.
+                if f.head().compare_exchange(before, new, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+                    break;
+                }
+                n += 1;
+                bytes += u64::from(len);
+                pos = pos.wrapping_add(region.geo.frame_len(len as usize));
+            }
+            (n == info.count, n, bytes, info.seq.wrapping_add(u64::from(n)))
         } else {
-            (info.len as u32, slot << 16)
+            let (len, meta) = if as_padding {
+                // The sequence numbers the claim took, all abandoned.
+                f.u32(FRAME_COUNT).store(info.count, Ordering::Relaxed);
+                (p.frame_len as u32, u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16))
+            } else {
+                (info.len as u32, slot << 16)
+            };
+            // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
+            // a subscriber that sees its position here sees the payload and header.
+            let new = u128::from(p.frame_start) | (u128::from(len) << 64) | (u128::from(meta) << 96);
+            let won = f.head().compare_exchange(info.before, new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+            let n = u32::from(won && !as_padding);
+            (won, n, if n == 1 { info.len as u64 } else { 0 }, info.seq)
         };
-        // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
-        // a subscriber that sees its position here sees the payload and header.
-        let new = u128::from(p.frame_start) | (u128::from(len) << 64) | (u128::from(meta) << 96);
-        let won = f.head().compare_exchange(info.before, new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
-        // After the stamp: a reaper that sees the hold gone sees the stamp.
+        // After the stamps: a reaper that sees the hold gone sees them.
         own.u32(SLOT_HOLD_FLAGS).store(self.version << 8, Ordering::Release);
+        if published > 0 {
+            self.messages = self.messages.wrapping_add(u64::from(published));
+            self.bytes = self.bytes.wrapping_add(bytes);
+            own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);
+            own.u64(SLOT_BYTES).store(self.bytes, Ordering::Relaxed);
+        }
         if !won {
             // Abandoned by a peer while we were stopped (or too slow): we will
             // write nothing more, so our bytes need no quarantine any longer.
             own.u32(SLOT_REVOKED).store(0, Ordering::Release);
             region.bump_epoch();
             region.wake_everyone();
-            return Err(ClaimError::Abandoned { seq: info.seq });
-        }
-        if !as_padding {
-            self.messages = self.messages.wrapping_add(1);
-            self.bytes = self.bytes.wrapping_add(info.len as u64);
-            own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);
-            own.u64(SLOT_BYTES).store(self.bytes, Ordering::Relaxed);
+            return Err(ClaimError::Abandoned { seq: stopped_at });
         }
         // SYNC POINT with the SeqCst announcement of a peer about to park (the
         // handshake in wait.rs).

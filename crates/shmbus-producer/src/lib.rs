@@ -183,6 +183,52 @@ impl Publisher {
         self.raw.send(bytes, None).map(drop).map_err(|e| claim_err(e, false))
     }
 
+    /// Publishes a batch: the longest prefix of `msgs` that fits in one claim
+    /// (their frames together at most `max_message` + 32 bytes; at least the
+    /// first message) with one claim, one commit and at most one wake call,
+    /// waiting for space like [`Publisher::send`]. Returns how many messages
+    /// were published; call again with the rest (or use
+    /// [`Publisher::send_batch_all`]). The messages get consecutive sequence
+    /// numbers: subscribers see them in order, with nothing from other
+    /// publishers in between.
+    ///
+    /// If this process is stopped between the claim and the commit for
+    /// longer than a peer's unblock timeout, the messages not yet committed
+    /// are abandoned: `Err(SendError::Abandoned { seq })` names the first of
+    /// them (the messages before it were published; it and the rest of the
+    /// batch count as abandoned at every subscriber). See docs/batching.md.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use shmbus::{BusConfig, Publisher, StartAt, Subscriber};
+    /// # let dir = tempfile::tempdir()?;
+    /// let cfg = BusConfig::default().dir(dir.path());
+    /// let mut sub = Subscriber::open_or_create("ticks", &cfg, StartAt::Latest)?;
+    /// let mut publ = Publisher::open_or_create("ticks", &cfg)?;
+    /// let msgs: Vec<[u8; 8]> = (0..100u64).map(|i| i.to_le_bytes()).collect();
+    /// publ.send_batch_all(&msgs)?;
+    /// let mut got = Vec::new();
+    /// while got.len() < 100 {
+    ///     sub.recv_batch(64, None, |_seq, bytes| got.push(bytes.to_vec()))?;
+    /// }
+    /// assert_eq!(got[99], 99u64.to_le_bytes());
+    /// # Ok(()) }
+    /// ```
+    pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize, SendError> {
+        self.raw.send_batch(msgs, None).map_err(|e| claim_err(e, false))
+    }
+
+    /// Publishes every message of `msgs`, in order, in as few batches
+    /// ([`Publisher::send_batch`]) as they fit in. On an error, the messages
+    /// of the batches before the failing one were published.
+    pub fn send_batch_all<M: AsRef<[u8]>>(&mut self, mut msgs: &[M]) -> Result<(), SendError> {
+        while !msgs.is_empty() {
+            let n = self.send_batch(msgs)?;
+            msgs = &msgs[n..];
+        }
+        Ok(())
+    }
+
     /// Publishes `bytes` if there is space now; `Err(SendError::Full)` otherwise.
     ///
     /// ```

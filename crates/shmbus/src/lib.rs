@@ -216,7 +216,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, missing_docs)]
 
-pub use shmbus_consumer::{Iter, Message, MessageRef, RecvError, Subscriber, TryIter};
+pub use shmbus_consumer::{Drained, Iter, Message, MessageRef, RecvError, Subscriber, TryIter};
 /// The futures and stream of the `tokio` feature (runtime-agnostic; see docs/async.md).
 #[cfg(feature = "tokio")]
 pub use shmbus_consumer::{MessageStream, Recv};
