@@ -16,8 +16,8 @@ mod notify;
 #[cfg(feature = "async")]
 pub use notify::{MessageStream, Recv};
 
-use shmbus_core::{Bus, Consumer, PeerKind, Poll};
 pub use shmbus_core::Drained;
+use shmbus_core::{Bus, Consumer, PeerKind, Poll};
 pub use shmbus_core::{BusConfig, Error, HeaderInfo, MessageType, Overflow, StartAt, TypeKind, WaitStrategy};
 
 /// Why no message was received.

@@ -499,7 +499,9 @@ impl Consumer {
                 let pos = self.cursor;
                 let region = &self.bus.region;
                 if !pos.is_multiple_of(FRAME_ALIGN) {
-                    return Err(region.corrupt(format!("read position {pos:#x} is not frame-aligned (a damaged tail or hint)")));
+                    return Err(
+                        region.corrupt(format!("read position {pos:#x} is not frame-aligned (a damaged tail or hint)"))
+                    );
                 }
                 let fr = region.frame(pos);
                 // SYNC POINT with the Release compare-and-swap of the header in

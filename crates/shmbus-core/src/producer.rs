@@ -156,6 +156,9 @@ pub struct Producer {
     /// The first 16 bytes of each of the batch's frame headers, as they were
     /// before its claim (each commit replaces exactly its snapshot).
     batch_snaps: Vec<u128>,
+    /// Frames of the open batch claim already committed (test support:
+    /// `claim_batch_committing`).
+    batch_done: u32,
     /// Abandoned claims of other publishers whose bytes nobody may write.
     quarantine: Vec<(u64, u64)>,
     /// The open claim, if any: published as abandoned if we are dropped first.
@@ -191,6 +194,7 @@ impl Producer {
             claim_count: u32::MAX,
             batch_lens: Vec::new(),
             batch_snaps: Vec::new(),
+            batch_done: 0,
             quarantine: Vec::new(),
             inflight: None,
             blocked: None,
@@ -300,6 +304,41 @@ impl Producer {
             pos = pos.wrapping_add(region.geo.frame_len(bytes.len()));
         }
         self.commit(claim, false).map(|_| n)
+    }
+
+    /// Test support for crashes in the middle of a batch: claims every
+    /// message of `msgs` as one batch (they must fit in one), writes every
+    /// payload, commits only the first `k` frames and returns the claim
+    /// still open (finish it with `commit`, which commits the rest).
+    #[doc(hidden)]
+    pub fn claim_batch_committing(&mut self, msgs: &[&[u8]], k: usize) -> Result<Claim, ClaimError> {
+        let geo = self.bus.region.geo;
+        self.batch_lens = msgs.iter().map(|m| m.len() as u32).collect();
+        let total: u64 = msgs.iter().map(|m| geo.frame_len(m.len())).sum();
+        if msgs.len() < 2 || total > (self.max_message() + FRAME_HEADER) as u64 {
+            return Err(ClaimError::TooLarge { len: total as usize, max: self.max_message() });
+        }
+        let claim = self.claim_span(total as usize - FRAME_HEADER, msgs.len() as u32, None)?;
+        let region = &self.bus.region;
+        let slot = self.bus.slot;
+        let mut pos = claim.frame_start;
+        for (i, m) in msgs.iter().enumerate() {
+            region.mem.copy_in(region.data_off(pos) + FRAME_HEADER, m);
+            if i < k {
+                let f = region.frame(pos);
+                f.seq().store(claim.seq + i as u64, Ordering::Relaxed);
+                let new = u128::from(pos) | (u128::from(m.len() as u32) << 64) | (u128::from(slot << 16) << 96);
+                let ok =
+                    f.head().compare_exchange(self.batch_snaps[i], new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+                assert!(ok, "a fresh claim's header changed under it");
+                self.batch_done = i as u32 + 1;
+            }
+            pos = pos.wrapping_add(geo.frame_len(m.len()));
+        }
+        fence(Ordering::SeqCst);
+        let m = &region.mem;
+        crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u64(OFF_DATA_MASK), m.u32(OFF_DATA_WAITERS));
+        Ok(claim)
     }
 
     /// Claims a frame for `len` payload bytes, waiting for space until `deadline`.
@@ -690,7 +729,15 @@ impl Producer {
             // first that fails was abandoned by a peer, with the rest.
             let mut pos = p.frame_start;
             let (mut n, mut bytes) = (0u32, 0u64);
+            let done = std::mem::take(&mut self.batch_done);
             for (&len, &before) in self.batch_lens.iter().zip(&self.batch_snaps) {
+                if n < done {
+                    // Committed already (`claim_batch_committing`).
+                    n += 1;
+                    bytes += u64::from(len);
+                    pos = pos.wrapping_add(region.geo.frame_len(len as usize));
+                    continue;
+                }
                 let f = region.frame(pos);
                 f.seq().store(info.seq.wrapping_add(u64::from(n)), Ordering::Relaxed);
                 let new = u128::from(pos) | (u128::from(len) << 64) | (u128::from(slot << 16) << 96);
