@@ -27,11 +27,19 @@ use crate::region::{Created, HeaderInfo, Region};
 pub struct Bus {
     pub(crate) region: Region,
     pub(crate) slot: u32,
+    /// Our slot's record, checked once here (see `Region::own_slot`).
+    pub(crate) own: crate::region::OwnSlot,
     pub(crate) kind: PeerKind,
     created: bool,
 }
 
 impl Bus {
+    /// Our own peer slot.
+    #[inline]
+    pub(crate) fn own(&self) -> crate::region::Fields<'_> {
+        self.region.own_slot(&self.own)
+    }
+
     /// Attaches to the bus `name`, creating it with `cfg` if it does not exist.
     /// An existing bus is accepted whatever its settings, unless a setting
     /// `cfg` set explicitly differs ([`BusConfig::check_existing`]): then
@@ -88,7 +96,8 @@ impl Bus {
 
     fn join(region: Region, kind: PeerKind, created: bool) -> Result<Bus> {
         let slot = region.alloc_slot(kind)?;
-        Ok(Bus { region, slot, kind, created })
+        let own = region.own_slot_record(slot);
+        Ok(Bus { region, slot, own, kind, created })
     }
 
     /// Whether this handle's `open_or_create` created the bus file.

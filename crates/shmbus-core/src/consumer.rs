@@ -358,8 +358,7 @@ impl Consumer {
     /// Whether a publisher evicted us (block mode, eviction policy).
     #[inline]
     fn evicted(&self) -> bool {
-        self.evictable
-            && self.bus.region.slot(self.bus.slot).u32(SLOT_REVOKED).load(Ordering::Acquire) & REVOKED_EVICTED != 0
+        self.evictable && self.bus.own().u32(SLOT_REVOKED).load(Ordering::Acquire) & REVOKED_EVICTED != 0
     }
 
     /// After an eviction: attach again (the handshake of `place`) at the
@@ -427,8 +426,7 @@ impl Consumer {
         let lost = std::mem::take(&mut self.pending_lost) + if gap < 1 << 62 { gap } else { 0 };
         if lost > 0 {
             self.lost_total += lost;
-            let region = &self.bus.region;
-            region.slot(self.bus.slot).u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
+            self.bus.own().u64(SLOT_LOST).store(self.lost_total, Ordering::Relaxed);
         }
         lost
     }
@@ -460,7 +458,7 @@ impl Consumer {
         let drained = self.drain_frames(max, scratch, &mut f, &mut out);
         self.deferring = false;
         if let Some(next) = self.expected_seq {
-            self.bus.region.slot(self.bus.slot).u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
+            self.bus.own().u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
         }
         self.publish_progress(start, true);
         let dry = drained?;
@@ -570,7 +568,7 @@ impl Consumer {
             futex: m.u32(OFF_DATA_FUTEX),
             mask: m.u64(OFF_DATA_MASK),
             count: m.u32(OFF_DATA_WAITERS),
-            parked: self.bus.region.slot(self.bus.slot).u32(SLOT_PARKED),
+            parked: self.bus.own().u32(SLOT_PARKED),
             bit: PARKED_DATA,
             slot: self.bus.slot,
         }
@@ -636,6 +634,7 @@ impl Consumer {
         self.wait_for_data(deadline) == Waited::Ready
     }
 
+    #[inline(always)]
     fn read_frame(&mut self, buf: &mut Vec<u8>) -> Result<Frame> {
         if self.evicted() {
             self.rejoin();
@@ -743,7 +742,7 @@ impl Consumer {
             }
         }
         self.abandoned_total += count;
-        let own = self.bus.region.slot(self.bus.slot);
+        let own = self.bus.own();
         own.u64(SLOT_ABANDONED).store(self.abandoned_total, Ordering::Relaxed);
         self.set_expected(seq.wrapping_add(count));
         self.stall = None;
@@ -800,8 +799,7 @@ impl Consumer {
     fn set_expected(&mut self, next: u64) {
         self.expected_seq = Some(next);
         if !self.deferring {
-            let region = &self.bus.region;
-            region.slot(self.bus.slot).u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
+            self.bus.own().u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
         }
     }
 
@@ -824,7 +822,7 @@ impl Consumer {
     fn publish_progress(&mut self, prev: u64, counters: bool) {
         let next = self.cursor;
         let region = &self.bus.region;
-        let own = region.slot(self.bus.slot);
+        let own = self.bus.own();
         own.u64(SLOT_CURSOR).store(next, Ordering::Relaxed);
         if counters {
             own.u64(SLOT_MESSAGES).store(self.messages, Ordering::Relaxed);

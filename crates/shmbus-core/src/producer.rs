@@ -251,7 +251,11 @@ impl Producer {
     /// Publishes `bytes`, waiting for space until `deadline` (`None`: for
     /// ever; a past deadline: do not wait).
     pub fn send(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<u64, ClaimError> {
-        let claim = self.claim(bytes.len(), deadline)?;
+        // The first attempt inline; `claim` waits (and reports why not).
+        let claim = match self.try_claim_span(bytes.len(), 1) {
+            Some(c) => c,
+            None => self.claim(bytes.len(), deadline)?,
+        };
         let off = self.region().data_off(claim.frame_start) + FRAME_HEADER;
         self.region().mem.copy_in(off, bytes);
         self.commit(claim, false)
@@ -383,7 +387,7 @@ impl Producer {
             futex: m.u32(OFF_SPACE_FUTEX),
             mask: m.u64(OFF_SPACE_MASK),
             count: m.u32(OFF_SPACE_WAITERS),
-            parked: self.bus.region.slot(self.bus.slot).u32(SLOT_PARKED),
+            parked: self.bus.own().u32(SLOT_PARKED),
             bit: PARKED_SPACE,
             slot: self.bus.slot,
         }
@@ -509,7 +513,7 @@ impl Producer {
     /// count announcements and are odd while one is written).
     #[inline]
     fn announce(&mut self, p: &Placement, seq: u64, count: u32) {
-        let own = self.bus.region.slot(self.bus.slot);
+        let own = self.bus.own();
         let flags = own.u32(SLOT_HOLD_FLAGS);
         self.version = self.version.wrapping_add(1) & 0x00ff_ffff;
         // Release (a plain store on x86): whoever reads this value sees our
@@ -538,7 +542,7 @@ impl Producer {
 
     /// `try_claim` of `count` messages in the bytes of one frame of `len`
     /// payload bytes (see `claim_span`).
-    #[inline]
+    #[inline(always)]
     fn try_claim_span(&mut self, len: usize, count: u32) -> Option<Claim> {
         if self.inflight.is_some() || len > self.max_message() {
             return None;
@@ -647,7 +651,7 @@ impl Producer {
             // would be delivered (the loom model in tests/reliability_loom.rs
             // finds it). A compiler barrier only on x86.
             fence(Ordering::Release);
-            let own = self.bus.region.slot(self.bus.slot);
+            let own = self.bus.own();
             own.u32(SLOT_HOLD_FLAGS).store((self.version << 8) | HOLD_ACTIVE | HOLD_CLAIMED, Ordering::Release);
             // SYNC POINT with the SeqCst epoch increment (after a hold store) of
             // an attaching subscriber, an abandoner or an evictor: if it came
@@ -715,6 +719,7 @@ impl Producer {
         }
     }
 
+    #[inline(always)]
     fn finish(&mut self, info: ClaimInfo, as_padding: bool) -> Result<u64, ClaimError> {
         self.inflight = None;
         let region = &self.bus.region;

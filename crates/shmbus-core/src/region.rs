@@ -182,6 +182,27 @@ pub(crate) struct Fields<'a> {
     _region: std::marker::PhantomData<&'a Region>,
 }
 
+/// A handle's own peer slot, bounds-checked once (by `Region::slot`) when
+/// the handle attached: the start of its record in the mapping, which lives
+/// as long as the handle's `Region` (only `Region::own_slot` turns it back
+/// into a `Fields`, borrowing that region).
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OwnSlot(*mut u8);
+
+// SAFETY: a plain address inside a shared mapping; it is only dereferenced
+// through `Region::own_slot`, as atomics, while the region is borrowed.
+#[cfg(not(loom))]
+unsafe impl Send for OwnSlot {}
+// SAFETY: as for Send: shared access goes through atomics only.
+#[cfg(not(loom))]
+unsafe impl Sync for OwnSlot {}
+
+/// Under loom: the slot number.
+#[cfg(loom)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OwnSlot(u32);
+
 /// Under loom: the record's offset in the region's loom atomics.
 #[cfg(loom)]
 #[derive(Clone, Copy)]
@@ -703,6 +724,32 @@ impl Region {
     pub(crate) fn frame(&self, pos: u64) -> Fields<'_> {
         let off = self.info.data_offset as usize + (self.geo.offset(pos) & !(FRAME_HEADER - 1));
         Fields::new(&self.mem, off, FRAME_HEADER)
+    }
+
+    /// Our own peer slot, from the record `slot(slot)` made once at attach
+    /// (kept by the handle): no index arithmetic or bounds check per access.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn own_slot(&self, own: &OwnSlot) -> Fields<'_> {
+        Fields { base: own.0, _region: std::marker::PhantomData }
+    }
+
+    /// Under loom: `slot`.
+    #[cfg(loom)]
+    pub(crate) fn own_slot(&self, own: &OwnSlot) -> Fields<'_> {
+        self.slot(own.0)
+    }
+
+    /// The handle's record of its own slot (see `own_slot`).
+    #[cfg(not(loom))]
+    pub(crate) fn own_slot_record(&self, slot: u32) -> OwnSlot {
+        OwnSlot(self.slot(slot).base)
+    }
+
+    /// Under loom: the slot number.
+    #[cfg(loom)]
+    pub(crate) fn own_slot_record(&self, slot: u32) -> OwnSlot {
+        OwnSlot(slot)
     }
 
     /// Peer slot `slot` (must be below `peer_slots`: checked).
