@@ -148,8 +148,10 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Subscribers that have placed their cursor (what to wait for before
+/// publishing to a `--from latest` subscriber).
 fn live_subscribers(dir: &Path, name: &str) -> usize {
-    status(dir, name).map_or(0, |s| s.live_subscribers())
+    status(dir, name).map_or(0, |s| s.ready_subscribers())
 }
 
 fn bus_file(dir: &Path, name: &str) -> PathBuf {

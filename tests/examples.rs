@@ -93,7 +93,7 @@ fn publisher_then_subscriber() {
 fn subscriber_then_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let sub = start("subscriber", dir.path(), &[]);
-    wait_for("the subscriber", LIMIT, || bus_status(dir.path(), "hello").is_some_and(|s| s.live_subscribers() == 1));
+    wait_for("the subscriber", LIMIT, || bus_status(dir.path(), "hello").is_some_and(|s| s.ready_subscribers() == 1));
     let publ = start("publisher", dir.path(), &["5"]);
     let (ok, out, err) = finish(publ, "publisher");
     assert!(ok && out.contains("all read"), "{out}{err}");
@@ -137,7 +137,9 @@ fn logger_then_sensor() {
             args.push("--serde");
         }
         let logger = start("logger", dir.path(), &args);
-        wait_for("the logger", LIMIT, || bus_status(dir.path(), "readings").is_some_and(|s| s.live_subscribers() == 1));
+        wait_for("the logger", LIMIT, || {
+            bus_status(dir.path(), "readings").is_some_and(|s| s.ready_subscribers() == 1)
+        });
         let sensor = start("sensor", dir.path(), &args);
         let (ok, out, err) = finish(sensor, "sensor");
         assert!(ok && out.contains("sensor: delivered"), "{out}{err}");

@@ -199,7 +199,7 @@ fn subscriber_first_waits_for_a_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let child = shmbus_testkit::spawn("subscribe", dir.path(), &["10"]);
     wait_for("the subscriber", LIMIT, || {
-        shmbus::inspect("life", &cfg(&dir)).is_ok_and(|st| st.live_subscribers() == 1)
+        shmbus::inspect("life", &cfg(&dir)).is_ok_and(|st| st.ready_subscribers() == 1)
     });
     let mut publ = Publisher::open_or_create("life", &cfg(&dir)).unwrap();
     assert_eq!(publ.wait_for_subscribers(1, LIMIT).unwrap(), 1);

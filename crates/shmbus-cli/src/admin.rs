@@ -149,6 +149,7 @@ struct InspectJson {
     created_unix_ns: u64,
     live_publishers: usize,
     live_subscribers: usize,
+    ready_subscribers: usize,
     stale: bool,
     peers: Vec<PeerJson>,
 }
@@ -159,6 +160,7 @@ struct PeerJson {
     kind: &'static str,
     pid: u32,
     alive: bool,
+    placed: bool,
     cursor: u64,
     lag_bytes: u64,
     lag_messages: u64,
@@ -188,6 +190,7 @@ fn inspect_json(st: &BusStatus) -> InspectJson {
         created_unix_ns: st.header.created_unix_ns,
         live_publishers: st.live_publishers(),
         live_subscribers: st.live_subscribers(),
+        ready_subscribers: st.ready_subscribers(),
         stale: st.stale(),
         peers: st
             .peers
@@ -197,6 +200,7 @@ fn inspect_json(st: &BusStatus) -> InspectJson {
                 kind: kind_str(p.kind),
                 pid: p.pid,
                 alive: p.alive,
+                placed: p.placed,
                 cursor: p.cursor,
                 lag_bytes: p.lag_bytes,
                 lag_messages: p.lag_messages,

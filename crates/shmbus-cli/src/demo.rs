@@ -572,7 +572,7 @@ fn run_bus(exe: &Path, dir: &Path, d: f64, wait: WaitStrategy, stop: &Stop) -> R
     )?;
     // Both subscribers attached before the first message: they see them all.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !shmbus::inspect(BUS, &cfg).is_ok_and(|st| st.live_subscribers() == 2) {
+    while !shmbus::inspect(BUS, &cfg).is_ok_and(|st| st.ready_subscribers() == 2) {
         if subs.iter_mut().any(Kid::exited) {
             return Err(CliError::new("demo: a subscriber process exited before attaching"));
         }

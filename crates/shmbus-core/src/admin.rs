@@ -24,6 +24,9 @@ pub struct PeerInfo {
     pub pid: u32,
     /// Whether its liveness lock is held.
     pub alive: bool,
+    /// Subscriber: whether it has placed its cursor (finished attaching;
+    /// `ready_subscribers` counts only these). Publisher: true.
+    pub placed: bool,
     /// Subscriber: next position it reads. Publisher: 0.
     pub cursor: u64,
     /// Subscriber: bytes between its cursor and the tail.
@@ -81,9 +84,16 @@ impl BusStatus {
     pub fn live_publishers(&self) -> usize {
         self.peers.iter().filter(|p| p.alive && p.kind == PeerKind::Publisher).count()
     }
-    /// Live subscribers.
+    /// Live subscribers (attached handles, placed or not).
     pub fn live_subscribers(&self) -> usize {
         self.peers.iter().filter(|p| p.alive && p.kind == PeerKind::Subscriber).count()
+    }
+    /// Live subscribers that have placed their cursor (finished attaching):
+    /// a message published after this count includes one reaches it. What
+    /// to wait for before publishing to a subscriber that starts at the
+    /// latest message.
+    pub fn ready_subscribers(&self) -> usize {
+        self.peers.iter().filter(|p| p.alive && p.placed && p.kind == PeerKind::Subscriber).count()
     }
     /// No live peer.
     pub fn stale(&self) -> bool {
@@ -163,6 +173,7 @@ fn status(opened: &Opened) -> BusStatus {
             kind,
             pid: region.slot(slot).u32(SLOT_PID).load(Ordering::Relaxed),
             alive: region.slot_locked_by_other(slot),
+            placed: kind == PeerKind::Publisher || crate::presence::subscriber_placed(region, slot),
             cursor,
             lag_bytes,
             lag_messages,

@@ -212,7 +212,9 @@ impl Consumer {
                 };
             }
             own.u64(SLOT_HOLD).store(hold, Ordering::Relaxed);
-            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE, Ordering::Relaxed);
+            // (A rejoin keeps counting as placed.)
+            let placed = own.u32(SLOT_HOLD_FLAGS).load(Ordering::Relaxed) & HOLD_PLACED;
+            own.u32(SLOT_HOLD_FLAGS).store(HOLD_ACTIVE | placed, Ordering::Relaxed);
             own.u32(SLOT_REVOKED).store(0, Ordering::Relaxed);
         }
         // SYNC POINT with `Producer::try_claim` (its SeqCst epoch load after
@@ -251,6 +253,9 @@ impl Consumer {
             // Forward only (the cursor is at or after the hold): always safe.
             own.u64(SLOT_HOLD).store(self.cursor, Ordering::Release);
         }
+        // SYNC POINT with the Acquire load of the flags in `Bus::live_peers`
+        // and `inspect`: we count as present once our cursor is placed.
+        own.u32(SLOT_HOLD_FLAGS).fetch_or(HOLD_PLACED, Ordering::Release);
     }
 
     /// The oldest frame start still in the ring when the tail is `t`.

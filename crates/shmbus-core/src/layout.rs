@@ -122,6 +122,9 @@ pub const STATE_SUBSCRIBER: u32 = 2;
 pub const HOLD_ACTIVE: u32 = 1;
 /// Hold flag (publishers): the claim `[hold, hold_end)` succeeded and is not committed yet.
 pub const HOLD_CLAIMED: u32 = 2;
+/// Hold flag (subscribers): the cursor is placed (the attach is complete);
+/// only then does the subscriber count as present.
+pub const HOLD_PLACED: u32 = 4;
 /// Parked bit: waiting on `data_futex`.
 pub const PARKED_DATA: u32 = 1;
 /// Parked bit: waiting on `space_futex`.

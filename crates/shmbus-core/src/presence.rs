@@ -26,8 +26,19 @@ pub enum Linger {
     TimedOut,
 }
 
+/// Whether subscriber slot `s` has placed its cursor (finished attaching):
+/// only then does it count as present, so a publisher that waited for it
+/// does not publish before the message it starts at.
+pub(crate) fn subscriber_placed(region: &crate::region::Region, s: u32) -> bool {
+    // SYNC POINT with the Release fetch_or in `Consumer::place_from`.
+    region.slot(s).u32(SLOT_HOLD_FLAGS).load(Ordering::Acquire) & HOLD_PLACED != 0
+}
+
 impl Bus {
-    /// Live peers of `kind` other than this handle.
+    /// Live peers of `kind` other than this handle; subscribers only once
+    /// they have placed their cursor (a subscriber handle that has taken its
+    /// slot but not yet made its `Consumer` does not count: a message
+    /// published after this count includes a subscriber reaches it).
     pub fn live_peers(&self, kind: PeerKind) -> usize {
         let want = match kind {
             PeerKind::Publisher => STATE_PUBLISHER,
@@ -38,6 +49,7 @@ impl Bus {
             .filter(|&s| s != self.slot)
             // SYNC POINT with the Release store of `state` in `alloc_slot`.
             .filter(|&s| region.slot(s).u32(SLOT_STATE).load(Ordering::Acquire) == want)
+            .filter(|&s| want != STATE_SUBSCRIBER || subscriber_placed(region, s))
             .filter(|&s| region.slot_locked_by_other(s))
             .count()
     }

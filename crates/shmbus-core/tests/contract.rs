@@ -170,3 +170,30 @@ fn oldest_replay_is_intact_under_a_full_ring() {
         }
     }
 }
+
+/// A subscriber counts as present (for `live_peers`, `wait_for_peers` and
+/// `inspect`'s `live_subscribers`, which `shmbus pub` and the demo wait on)
+/// only once its cursor is placed: a publisher that waited for it and then
+/// published must not publish into the gap between its taking a slot and
+/// placing its cursor, where a subscriber starting at the latest message
+/// would miss what was sent (issue 15 session, found reading the CLI tests).
+#[test]
+fn a_subscriber_is_present_only_once_its_cursor_is_placed() {
+    for overflow in [Overflow::Block, Overflow::Overwrite] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = BusConfig::default().dir(dir.path()).capacity(1 << 16).overflow(overflow);
+        let publ =
+            Producer::new(Bus::open_or_create("present", &cfg, PeerKind::Publisher).unwrap(), WaitStrategy::Park);
+        // A subscriber that has taken its slot but not placed its cursor yet.
+        let half = Bus::attach("present", &cfg, PeerKind::Subscriber).unwrap();
+        assert_eq!(publ.bus().live_peers(PeerKind::Subscriber), 0, "{overflow:?}: not placed yet");
+        let st = shmbus_core::inspect("present", &cfg).unwrap();
+        assert_eq!(st.ready_subscribers(), 0, "{overflow:?}: inspect counts it ready before it is placed");
+        assert_eq!(st.live_subscribers(), 1, "{overflow:?}: attached handles are live");
+        let sub = Consumer::new(half, StartAt::Latest, WaitStrategy::Park);
+        assert_eq!(publ.bus().live_peers(PeerKind::Subscriber), 1, "{overflow:?}: placed");
+        let st = shmbus_core::inspect("present", &cfg).unwrap();
+        assert_eq!((st.live_subscribers(), st.ready_subscribers()), (1, 1), "{overflow:?}");
+        drop(sub);
+    }
+}

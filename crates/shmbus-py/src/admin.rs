@@ -39,6 +39,7 @@ fn status_dict<'py>(py: Python<'py>, st: &BusStatus) -> PyResult<Bound<'py, PyDi
     d.set_item("published", st.published)?;
     d.set_item("live_publishers", st.live_publishers())?;
     d.set_item("live_subscribers", st.live_subscribers())?;
+    d.set_item("ready_subscribers", st.ready_subscribers())?;
     d.set_item("stale", st.stale())?;
     d.set_item("data_waiters", st.data_waiters)?;
     d.set_item("space_waiters", st.space_waiters)?;
@@ -50,6 +51,7 @@ fn status_dict<'py>(py: Python<'py>, st: &BusStatus) -> PyResult<Bound<'py, PyDi
         pd.set_item("kind", p.kind.to_string())?;
         pd.set_item("pid", p.pid)?;
         pd.set_item("alive", p.alive)?;
+        pd.set_item("placed", p.placed)?;
         pd.set_item("cursor", p.cursor)?;
         pd.set_item("lag_bytes", p.lag_bytes)?;
         pd.set_item("lag_messages", p.lag_messages)?;
