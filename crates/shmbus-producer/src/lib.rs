@@ -218,6 +218,18 @@ impl Publisher {
         self.raw.send_batch(msgs, None).map_err(|e| claim_err(e, false))
     }
 
+    /// [`Publisher::send_batch`] without waiting: `Err(SendError::Full)` when
+    /// not even the first message fits now.
+    pub fn try_send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize, SendError> {
+        self.raw.send_batch(msgs, Some(Instant::now())).map_err(|e| claim_err(e, false))
+    }
+
+    /// [`Publisher::send_batch`] waiting at most `timeout` for space
+    /// (`Err(SendError::Timeout)`).
+    pub fn send_batch_timeout<M: AsRef<[u8]>>(&mut self, msgs: &[M], timeout: Duration) -> Result<usize, SendError> {
+        self.raw.send_batch(msgs, Some(Instant::now() + timeout)).map_err(|e| claim_err(e, true))
+    }
+
     /// Publishes every message of `msgs`, in order, in as few batches
     /// ([`Publisher::send_batch`]) as they fit in. On an error, the messages
     /// of the batches before the failing one were published.

@@ -197,6 +197,40 @@ impl PyPublisher {
         }
     }
 
+    /// send_batch(messages, timeout=None)
+    ///
+    /// Publishes every buffer of `messages` (a sequence of objects with the
+    /// buffer protocol), in order, with consecutive sequence numbers, in as
+    /// few batches as they fit in: each batch is one claim, one commit and at
+    /// most one wake-up (frames of a batch together at most max_message + 32
+    /// bytes). Waits for space like send(); on an error, the batches before
+    /// the failing one were published.
+    #[pyo3(signature = (messages, timeout=None))]
+    fn send_batch(&mut self, py: Python<'_>, messages: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let deadline = deadline(timeout)?;
+        let bufs = messages.try_iter()?.map(|m| ReadBuf::get(&m?)).collect::<PyResult<Vec<_>>>()?;
+        let slices: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
+        let publ = self.get(py)?;
+        let mut rest = &slices[..];
+        while !rest.is_empty() {
+            // Fast path: space now, no GIL round trip.
+            let n = match publ.try_send_batch(rest) {
+                Ok(n) => n,
+                Err(SendError::Full) => loop {
+                    let Some(slice) = next_slice(deadline) else { return Err(send_err(py, SendError::Timeout)) };
+                    match py.detach(|| publ.send_batch_timeout(rest, slice)) {
+                        Ok(n) => break n,
+                        Err(SendError::Timeout) => py.check_signals()?,
+                        Err(e) => return Err(send_err(py, e)),
+                    }
+                },
+                Err(e) => return Err(send_err(py, e)),
+            };
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
     /// try_send(data)
     ///
     /// Publishes `data` if there is space now; raises `shmbus.Full` otherwise.
@@ -621,6 +655,68 @@ impl PySubscriber {
     #[pyo3(signature = (timeout=None))]
     fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
         self.recv_bytes(py, deadline(timeout)?)?.ok_or_else(|| recv_err(py, RecvError::Timeout))
+    }
+
+    /// recv_batch(max=1024, timeout=None) -> list[bytes]
+    ///
+    /// Every message that is ready, up to `max`, as a list (oldest first),
+    /// waiting like recv() for the first one (`shmbus.Timeout` after
+    /// `timeout` seconds).
+    /// The subscriber's progress is published once per call. In overwrite
+    /// mode messages lost on the way are added to lost() instead of raising
+    /// `shmbus.Lagged`.
+    #[pyo3(signature = (max=1024, timeout=None))]
+    fn recv_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        max: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+        let deadline = deadline(timeout)?;
+        let sub = handle(py, &mut self.inner, &self.home, "subscriber", &self.name)?;
+        let out = pyo3::types::PyList::empty(py);
+        let mut last = None;
+        // Fast path: what is there now, straight into bytes objects.
+        let mut err = None;
+        let d = sub
+            .try_recv_batch(max, |seq, b| {
+                last = Some(seq);
+                if let Err(e) = out.append(PyBytes::new(py, b)) {
+                    err.get_or_insert(e);
+                }
+            })
+            .map_err(|e| recv_err(py, e))?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if d.messages == 0 && max > 0 {
+            loop {
+                let Some(slice) = next_slice(deadline) else { return Err(recv_err(py, RecvError::Timeout)) };
+                let s = &mut *sub;
+                let got = py
+                    .detach(move || {
+                        let mut v: Vec<(u64, Vec<u8>)> = Vec::new();
+                        AssertSend(s.recv_batch(max, Some(slice), |seq, b| v.push((seq, b.to_vec()))).map(|_| v))
+                    })
+                    .into_inner();
+                match got {
+                    Ok(v) if !v.is_empty() => {
+                        for (seq, b) in v {
+                            last = Some(seq);
+                            out.append(PyBytes::new(py, &b))?;
+                        }
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Timeout) => py.check_signals()?,
+                    Err(e) => return Err(recv_err(py, e)),
+                }
+            }
+        }
+        if last.is_some() {
+            self.last_seq = last;
+        }
+        Ok(out)
     }
 
     /// try_recv() -> bytes | None

@@ -197,3 +197,27 @@ def test_admin_calls_return_plain_objects(busdir):
     path = shmbus.remove("a1", dir=busdir)
     assert isinstance(path, str) and not os.path.exists(path)
     assert shmbus.list(dir=busdir) == []
+
+
+def test_batches_keep_order_and_count(busdir):
+    with shmbus.Subscriber("batch", dir=busdir, capacity=1 << 16) as sub, shmbus.Publisher(
+        "batch", dir=busdir, capacity=1 << 16
+    ) as publ:
+        msgs = [i.to_bytes(4, "little") * (1 + i % 7) for i in range(5000)]
+        got = []
+
+        def drain():
+            while len(got) < len(msgs):
+                got.extend(sub.recv_batch(256, timeout=10))
+
+        t = threading.Thread(target=drain)
+        t.start()
+        publ.send_batch(msgs)
+        t.join(timeout=30)
+        assert got == msgs
+        publ.send_batch([bytearray(b"a"), memoryview(b"bc")])
+        assert sub.recv_batch(timeout=5) == [b"a", b"bc"]
+        assert sub.last_seq == len(msgs) + 1
+        with pytest.raises(shmbus.Timeout):
+            sub.recv_batch(timeout=0.01)
+        assert sub.recv_batch(0, timeout=0.01) == []
