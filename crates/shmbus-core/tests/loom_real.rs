@@ -395,3 +395,51 @@ fn stalled_claim_is_abandoned() {
         let _ = done;
     });
 }
+
+/// (k) A batch of three messages whose first frame is committed, and whose
+/// owner commits the other two while a subscriber, waiting at the second,
+/// abandons the rest of the batch (unblock timeout 1 ms; a bounded park
+/// returns at once in the model): exactly one of them wins each frame.
+/// Whatever the interleaving, the subscriber receives an intact prefix
+/// 0..k of the batch, counts the other 3 - k as abandoned (not lost), then
+/// the next publisher's message #3; and the owner's commit says the same k
+/// (Ok for k = 3, else Abandoned naming message #k).
+#[test]
+fn batch_commit_races_abandonment() {
+    model("batch_commit_races_abandonment", 2, || {
+        let region = Region::heap(&config(Overflow::Block)).unwrap();
+        let mut sub = subscriber(&region, StartAt::Latest);
+        sub.set_unblock_timeout(std::time::Duration::from_millis(1));
+        let mut batcher = publisher(&region);
+        let mut other = publisher(&region);
+        let msgs: Vec<Vec<u8>> = (0..3).map(|s| payload(s, SMALL)).collect();
+        let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
+        let claim = batcher.claim_batch_committing(&refs, 1).expect("claim the batch");
+        let owner = thread::spawn(move || match batcher.commit(claim, false) {
+            Ok(_) => 3,
+            Err(shmbus_core::ClaimError::Abandoned { seq }) => seq,
+            Err(e) => panic!("{e:?}"),
+        });
+        let next = thread::spawn(move || send(&mut other, 3, SMALL));
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match sub.read(&mut buf, None).expect("read") {
+                Poll::Message { seq, .. } => {
+                    assert!(intact(seq, &buf), "message #{seq} torn: {buf:?}");
+                    got.push(seq);
+                    if seq == 3 {
+                        break;
+                    }
+                }
+                other => panic!("{other:?} after {got:?}"),
+            }
+        }
+        let k = owner.join().unwrap();
+        next.join().unwrap();
+        let want: Vec<u64> = (0..k).chain([3]).collect();
+        assert_eq!(got, want, "the owner's commit reported {k} published");
+        assert_eq!(sub.abandoned_total(), 3 - k, "received {got:?}");
+        assert_eq!(sub.lost_total(), 0);
+    });
+}
