@@ -141,6 +141,7 @@ impl Transport {
     pub fn patterns(self) -> &'static [Pattern] {
         match self {
             Transport::ShmbusPark => &[Pattern::Pingpong, Pattern::Stream, Pattern::Fanout, Pattern::Mpsc],
+            Transport::ShmbusSpinPark => &[Pattern::Pingpong, Pattern::Stream, Pattern::Fanout],
             // A ping-pong has one message in flight: nothing to batch.
             Transport::ShmbusBatch | Transport::RawRing => &[Pattern::Stream],
             Transport::RawAtomic | Transport::RawFutex => &[Pattern::Pingpong],
@@ -368,7 +369,10 @@ mod tests {
     }
 
     #[test]
-    fn batches_only_stream() {
+    fn fan_out_runs_in_both_parking_modes_and_batches_only_stream() {
+        for t in [Transport::ShmbusPark, Transport::ShmbusSpinPark] {
+            assert!(t.patterns().contains(&Pattern::Fanout), "{t}");
+        }
         assert_eq!(Transport::ShmbusBatch.patterns(), &[Pattern::Stream]);
     }
 
