@@ -44,8 +44,8 @@ pub fn child_main_if_requested() {
 /// sockets, TCP, pipes and (built with the `iceoryx2` feature) iceoryx2.
 ///
 /// Transports: shmbus-spin shmbus-spin-park shmbus-park shmbus-loan
-/// raw-atomic raw-futex raw-ring uds-stream uds-stream-poll uds-seqpacket tcp
-/// pipe iceoryx2, or the groups all, shmbus, raw, sockets.
+/// shmbus-batch raw-atomic raw-futex raw-ring uds-stream uds-stream-poll
+/// uds-seqpacket tcp pipe iceoryx2, or the groups all, shmbus, raw, sockets.
 #[derive(Clone, Debug, Default, clap::Args)]
 #[command(after_help = "Exit code: 0 when every case ran, 1 when any failed, 2 on a usage error. \
     The same harness runs as `cargo run --release -p shmbus-bench --features iceoryx2 -- [OPTIONS]`.")]

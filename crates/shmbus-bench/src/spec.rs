@@ -18,6 +18,10 @@ pub const STOP: u64 = u64::MAX;
 /// sender index (1). Messages are at least this long.
 pub const MSG_HEADER: usize = 9;
 
+/// Messages per batch of [`Transport::ShmbusBatch`]: per `send_batch_all`
+/// call of the sender, and at most per `recv_batch` call of the receiver.
+pub const BATCH: usize = 32;
+
 /// One way of moving messages between processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -31,6 +35,10 @@ pub enum Transport {
     /// shmbus busy-spin through the zero-copy path: `Publisher::loan` and
     /// `Subscriber::recv_ref`, payload neither copied in nor out.
     ShmbusLoan,
+    /// shmbus busy-spin in batches: `Publisher::send_batch_all` of
+    /// [`BATCH`] messages (each copied into the ring) and
+    /// `Subscriber::recv_batch` (each payload copied out once). Streams only.
+    ShmbusBatch,
     /// Raw shared memory: one atomic sequence word each way, spun on.
     RawAtomic,
     /// Raw shared memory: one shared futex word each way, always parked on.
@@ -68,11 +76,12 @@ pub enum Pattern {
 
 impl Transport {
     /// Every transport, in report order.
-    pub const ALL: [Transport; 13] = [
+    pub const ALL: [Transport; 14] = [
         Transport::ShmbusSpin,
         Transport::ShmbusSpinPark,
         Transport::ShmbusPark,
         Transport::ShmbusLoan,
+        Transport::ShmbusBatch,
         Transport::RawAtomic,
         Transport::RawFutex,
         Transport::RawRing,
@@ -91,6 +100,7 @@ impl Transport {
             Transport::ShmbusSpinPark => "shmbus-spin-park",
             Transport::ShmbusPark => "shmbus-park",
             Transport::ShmbusLoan => "shmbus-loan",
+            Transport::ShmbusBatch => "shmbus-batch",
             Transport::RawAtomic => "raw-atomic",
             Transport::RawFutex => "raw-futex",
             Transport::RawRing => "raw-ring",
@@ -106,7 +116,9 @@ impl Transport {
     /// The `transport` field of a JSON record.
     pub fn family(self) -> &'static str {
         match self {
-            Transport::ShmbusSpin | Transport::ShmbusSpinPark | Transport::ShmbusPark => "shmbus",
+            Transport::ShmbusSpin | Transport::ShmbusSpinPark | Transport::ShmbusPark | Transport::ShmbusBatch => {
+                "shmbus"
+            }
             Transport::UdsStreamPoll => "uds-stream",
             other => other.id(),
         }
@@ -117,6 +129,7 @@ impl Transport {
         match self {
             Transport::ShmbusSpin | Transport::RawAtomic | Transport::RawRing => "busy-spin",
             Transport::ShmbusLoan => "busy-spin, no payload copy",
+            Transport::ShmbusBatch => "busy-spin, batches of 32",
             Transport::ShmbusSpinPark => "spin-then-park",
             Transport::ShmbusPark | Transport::RawFutex => "park",
             Transport::UdsStream | Transport::UdsSeqpacket | Transport::Tcp | Transport::Pipe => "blocking",
@@ -128,8 +141,10 @@ impl Transport {
     pub fn patterns(self) -> &'static [Pattern] {
         match self {
             Transport::ShmbusPark => &[Pattern::Pingpong, Pattern::Stream, Pattern::Fanout, Pattern::Mpsc],
+            Transport::ShmbusSpinPark => &[Pattern::Pingpong, Pattern::Stream, Pattern::Fanout],
+            // A ping-pong has one message in flight: nothing to batch.
+            Transport::ShmbusBatch | Transport::RawRing => &[Pattern::Stream],
             Transport::RawAtomic | Transport::RawFutex => &[Pattern::Pingpong],
-            Transport::RawRing => &[Pattern::Stream],
             _ => &[Pattern::Pingpong, Pattern::Stream],
         }
     }
@@ -347,7 +362,18 @@ mod tests {
         }
         assert!("nope".parse::<Transport>().is_err());
         assert!(Transport::parse_group("shmbus").unwrap().contains(&Transport::ShmbusLoan));
+        assert!(Transport::parse_group("shmbus").unwrap().contains(&Transport::ShmbusBatch));
+        assert!(Transport::parse_group("all").unwrap().contains(&Transport::ShmbusBatch));
+        assert_eq!(Transport::ShmbusBatch.mode(), format!("busy-spin, batches of {BATCH}"));
         assert_eq!(Transport::parse_group("raw").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn fan_out_runs_in_both_parking_modes_and_batches_only_stream() {
+        for t in [Transport::ShmbusPark, Transport::ShmbusSpinPark] {
+            assert!(t.patterns().contains(&Pattern::Fanout), "{t}");
+        }
+        assert_eq!(Transport::ShmbusBatch.patterns(), &[Pattern::Stream]);
     }
 
     #[test]

@@ -43,6 +43,18 @@ pub trait Link {
 pub trait Tx {
     /// Sends `msg`, waiting for room as the transport does.
     fn send(&mut self, msg: &[u8]) -> Res<()>;
+
+    /// Messages handed over per [`Tx::send_batch`] call; 1 (the default):
+    /// the sender calls [`Tx::send`] for each message instead.
+    fn batch(&self) -> usize {
+        1
+    }
+
+    /// Sends `msgs` in order, waiting for room as the transport does (only
+    /// called when [`Tx::batch`] is more than 1).
+    fn send_batch(&mut self, msgs: &[Message]) -> Res<()> {
+        msgs.iter().try_for_each(|m| self.send(m.bytes()))
+    }
 }
 
 /// The receiving end of a stream.
@@ -57,7 +69,7 @@ pub trait Rx {
 pub fn run(spec: &ChildSpec, ready: &mut dyn FnMut(&str)) -> Res<ChildResult> {
     use crate::spec::Transport as T;
     match spec.transport {
-        T::ShmbusSpin | T::ShmbusSpinPark | T::ShmbusPark | T::ShmbusLoan => shm::run(spec, ready),
+        T::ShmbusSpin | T::ShmbusSpinPark | T::ShmbusPark | T::ShmbusLoan | T::ShmbusBatch => shm::run(spec, ready),
         T::RawAtomic | T::RawFutex | T::RawRing => raw::run(spec, ready),
         T::UdsStream | T::UdsStreamPoll | T::UdsSeqpacket | T::Tcp | T::Pipe => socket::run(spec, ready),
         #[cfg(feature = "iceoryx2")]
@@ -149,6 +161,13 @@ impl Message {
     }
 }
 
+impl AsRef<[u8]> for Message {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
 /// Writes the header into `msg`.
 #[inline]
 pub fn stamp(msg: &mut [u8], seq: u64, index: u8) {
@@ -223,6 +242,9 @@ fn run_pinger(spec: &ChildSpec, mut link: impl Link) -> Res<ChildResult> {
 }
 
 fn run_sender(spec: &ChildSpec, mut tx: impl Tx) -> Res<ChildResult> {
+    if tx.batch() > 1 {
+        return run_batch_sender(spec, tx);
+    }
     let mut msg = Message::new(spec.size, spec.index);
     let end = Instant::now() + Duration::from_millis(spec.warmup_ms + spec.measure_ms);
     let mut seq = 0u64;
@@ -236,6 +258,37 @@ fn run_sender(spec: &ChildSpec, mut tx: impl Tx) -> Res<ChildResult> {
     }
     msg.stamp(STOP, spec.index);
     tx.send(msg.bytes())?;
+    Ok(ChildResult { sent: seq + 1, ..ChildResult::default() })
+}
+
+/// [`run_sender`] for a transport that takes batches: each round stamps
+/// `tx.batch()` messages (each in its own buffer, built like `run_sender`'s
+/// one) and hands them over in one call; the clock is read about every 64
+/// messages. Only whole batches are sent, and the STOP goes alone after the
+/// last of them, so it is never part of a partial batch.
+fn run_batch_sender(spec: &ChildSpec, mut tx: impl Tx) -> Res<ChildResult> {
+    let batch = tx.batch();
+    let mut msgs: Vec<Message> = (0..batch).map(|_| Message::new(spec.size, spec.index)).collect();
+    let end = Instant::now() + Duration::from_millis(spec.warmup_ms + spec.measure_ms);
+    let mut seq = 0u64;
+    let mut since_clock = 0usize;
+    loop {
+        for (m, s) in msgs.iter_mut().zip(seq..) {
+            m.stamp(s, spec.index);
+        }
+        tx.send_batch(&msgs)?;
+        seq += batch as u64;
+        since_clock += batch;
+        if since_clock >= 64 {
+            since_clock = 0;
+            if Instant::now() >= end {
+                break;
+            }
+        }
+    }
+    let stop = &mut msgs[0];
+    stop.stamp(STOP, spec.index);
+    tx.send(stop.bytes())?;
     Ok(ChildResult { sent: seq + 1, ..ChildResult::default() })
 }
 
