@@ -84,7 +84,7 @@ struct ClaimInfo {
     seq: u64,
     len: usize,
     /// Messages in the claim (a batch claim when more than one: their
-    /// lengths and header snapshots are in `batch_lens` / `batch_snaps`).
+    /// lengths are in `batch_lens`).
     count: u32,
     /// The frame header's first 16 bytes as they were right after the claim:
     /// the commit replaces exactly this value, so it fails if a peer
@@ -153,12 +153,6 @@ pub struct Producer {
     claim_count: u32,
     /// The payload lengths of the batch being claimed (`send_batch`).
     batch_lens: Vec<u32>,
-    /// The first 16 bytes of each of the batch's frame headers, as they were
-    /// before its claim (each commit replaces exactly its snapshot).
-    batch_snaps: Vec<u128>,
-    /// Frames of the open batch claim already committed (test support:
-    /// `claim_batch_committing`).
-    batch_done: u32,
     /// Abandoned claims of other publishers whose bytes nobody may write.
     quarantine: Vec<(u64, u64)>,
     /// The open claim, if any: published as abandoned if we are dropped first.
@@ -193,8 +187,6 @@ impl Producer {
             version: 0,
             claim_count: u32::MAX,
             batch_lens: Vec::new(),
-            batch_snaps: Vec::new(),
-            batch_done: 0,
             quarantine: Vec::new(),
             inflight: None,
             blocked: None,
@@ -310,12 +302,13 @@ impl Producer {
         self.commit(claim, false).map(|_| n)
     }
 
-    /// Test support for crashes in the middle of a batch: claims every
-    /// message of `msgs` as one batch (they must fit in one), writes every
-    /// payload, commits only the first `k` frames and returns the claim
-    /// still open (finish it with `commit`, which commits the rest).
+    /// Test support for crashes in the middle of a batch commit: claims
+    /// every message of `msgs` as one batch (they must fit in one), writes
+    /// every payload and the headers of frames 1..=k as the commit does
+    /// before its final compare-and-swap, and returns the claim still open
+    /// (finish it with `commit`).
     #[doc(hidden)]
-    pub fn claim_batch_committing(&mut self, msgs: &[&[u8]], k: usize) -> Result<Claim, ClaimError> {
+    pub fn claim_batch_stopping(&mut self, msgs: &[&[u8]], k: usize) -> Result<Claim, ClaimError> {
         let geo = self.bus.region.geo;
         self.batch_lens = msgs.iter().map(|m| m.len() as u32).collect();
         let total: u64 = msgs.iter().map(|m| geo.frame_len(m.len())).sum();
@@ -328,20 +321,14 @@ impl Producer {
         let mut pos = claim.frame_start;
         for (i, m) in msgs.iter().enumerate() {
             region.mem.copy_in(region.data_off(pos) + FRAME_HEADER, m);
-            if i < k {
+            if i >= 1 && i <= k {
                 let f = region.frame(pos);
                 f.seq().store(claim.seq + i as u64, Ordering::Relaxed);
-                let new = u128::from(pos) | (u128::from(m.len() as u32) << 64) | (u128::from(slot << 16) << 96);
-                let ok =
-                    f.head().compare_exchange(self.batch_snaps[i], new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
-                assert!(ok, "a fresh claim's header changed under it");
-                self.batch_done = i as u32 + 1;
+                f.u64(FRAME_LEN).store(m.len() as u64 | (u64::from(slot << 16) << 32), Ordering::Relaxed);
+                f.stamp().store(pos, Ordering::Relaxed);
             }
             pos = pos.wrapping_add(geo.frame_len(m.len()));
         }
-        fence(Ordering::SeqCst);
-        let m = &region.mem;
-        crate::wait::wake_if_waiting(m.u32(OFF_DATA_FUTEX), m.u64(OFF_DATA_MASK), m.u32(OFF_DATA_WAITERS));
         Ok(claim)
     }
 
@@ -609,15 +596,9 @@ impl Producer {
                 u128::from(f.stamp().load(Ordering::Relaxed))
                     | (u128::from(f.u64(FRAME_LEN).load(Ordering::Relaxed)) << 64)
             };
+            // (A batch claim commits its other frames with plain stores
+            // before this one: see `finish`.)
             let before = snap(p.frame_start);
-            if count > 1 {
-                self.batch_snaps.clear();
-                let mut pos = p.frame_start;
-                for &l in &self.batch_lens {
-                    self.batch_snaps.push(snap(pos));
-                    pos = pos.wrapping_add(region.geo.frame_len(l as usize));
-                }
-            }
             let mut pads = [(0u64, 0u64, 0u128); 4];
             let mut npads = 0;
             if p.frame_start != p.claim_start {
@@ -730,31 +711,31 @@ impl Producer {
         f.seq().store(info.seq, Ordering::Relaxed);
         // (published, bytes, the first sequence number not published)
         let (won, published, bytes, stopped_at) = if info.count > 1 && !as_padding {
-            // A batch: each frame's header from its snapshot, in order; the
-            // first that fails was abandoned by a peer, with the rest.
-            let mut pos = p.frame_start;
-            let (mut n, mut bytes) = (0u32, 0u64);
-            let done = std::mem::take(&mut self.batch_done);
-            for (&len, &before) in self.batch_lens.iter().zip(&self.batch_snaps) {
-                if n < done {
-                    // Committed already (`claim_batch_committing`).
-                    n += 1;
-                    bytes += u64::from(len);
-                    pos = pos.wrapping_add(region.geo.frame_len(len as usize));
-                    continue;
-                }
+            // A batch commits as a whole: every frame after the first gets its
+            // header with plain stores, then the first frame's header is
+            // written with the compare-and-swap from its snapshot, whose
+            // Release half publishes them all. No reader reaches a later frame
+            // of the batch without passing the first (frames are read in
+            // order, and hints inside a batch name its end); a peer that
+            // abandons the claim does so at the first frame, over the whole
+            // batch, and whatever we wrote after it lies inside that padding.
+            let len0 = self.batch_lens.first().copied().unwrap_or(0);
+            let meta = u64::from(slot << 16) << 32;
+            let mut pos = p.frame_start.wrapping_add(region.geo.frame_len(len0 as usize));
+            let mut bytes = u64::from(len0);
+            for (i, &len) in self.batch_lens.iter().enumerate().skip(1) {
                 let f = region.frame(pos);
-                f.seq().store(info.seq.wrapping_add(u64::from(n)), Ordering::Relaxed);
-                let new = u128::from(pos) | (u128::from(len) << 64) | (u128::from(slot << 16) << 96);
-                // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`.
-                if f.head().compare_exchange(before, new, Ordering::AcqRel, Ordering::Relaxed).is_err() {
-                    break;
-                }
-                n += 1;
+                f.seq().store(info.seq.wrapping_add(i as u64), Ordering::Relaxed);
+                f.u64(FRAME_LEN).store(u64::from(len) | meta, Ordering::Relaxed);
+                f.stamp().store(pos, Ordering::Relaxed);
                 bytes += u64::from(len);
                 pos = pos.wrapping_add(region.geo.frame_len(len as usize));
             }
-            (n == info.count, n, bytes, info.seq.wrapping_add(u64::from(n)))
+            let new = u128::from(p.frame_start) | (u128::from(len0) << 64) | (u128::from(slot << 16) << 96);
+            // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
+            // a reader that sees the first frame committed sees every frame of the batch.
+            let won = f.head().compare_exchange(info.before, new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+            (won, if won { info.count } else { 0 }, if won { bytes } else { 0 }, info.seq)
         } else {
             let (len, meta) = if as_padding {
                 // The sequence numbers the claim took, all abandoned.

@@ -396,14 +396,15 @@ fn stalled_claim_is_abandoned() {
     });
 }
 
-/// (k) A batch of three messages whose first frame is committed, and whose
-/// owner commits the other two while a subscriber, waiting at the second,
-/// abandons the rest of the batch (unblock timeout 1 ms; a bounded park
-/// returns at once in the model): exactly one of them wins each frame.
-/// Whatever the interleaving, the subscriber receives an intact prefix
-/// 0..k of the batch, counts the other 3 - k as abandoned (not lost), then
-/// the next publisher's message #3; and the owner's commit says the same k
-/// (Ok for k = 3, else Abandoned naming message #k).
+/// (k) A batch of three messages, the header of its second frame already
+/// written (a commit stopped half way), whose owner finishes the commit
+/// while a subscriber waiting at the batch abandons it (unblock timeout
+/// 1 ms; a bounded park returns at once in the model): exactly one of them
+/// wins the first frame, so the batch is published whole or abandoned
+/// whole. Whatever the interleaving, the subscriber receives the intact
+/// messages 0..k of the batch (k = 3 or 0), counts the other 3 - k as
+/// abandoned (not lost), then the next publisher's message #3; and the
+/// owner's commit says the same k (Ok for 3, Abandoned naming message #0).
 #[test]
 fn batch_commit_races_abandonment() {
     model("batch_commit_races_abandonment", 2, || {
@@ -414,7 +415,7 @@ fn batch_commit_races_abandonment() {
         let mut other = publisher(&region);
         let msgs: Vec<Vec<u8>> = (0..3).map(|s| payload(s, SMALL)).collect();
         let refs: Vec<&[u8]> = msgs.iter().map(|m| &m[..]).collect();
-        let claim = batcher.claim_batch_committing(&refs, 1).expect("claim the batch");
+        let claim = batcher.claim_batch_stopping(&refs, 1).expect("claim the batch");
         let owner = thread::spawn(move || match batcher.commit(claim, false) {
             Ok(_) => 3,
             Err(shmbus_core::ClaimError::Abandoned { seq }) => seq,
@@ -437,6 +438,7 @@ fn batch_commit_races_abandonment() {
         }
         let k = owner.join().unwrap();
         next.join().unwrap();
+        assert!(k == 0 || k == 3, "a batch is published whole or not at all: {k}");
         let want: Vec<u64> = (0..k).chain([3]).collect();
         assert_eq!(got, want, "the owner's commit reported {k} published");
         assert_eq!(sub.abandoned_total(), 3 - k, "received {got:?}");
