@@ -46,7 +46,7 @@ pub const PEER_SLOT_SIZE: usize = 128;
 /// Bytes of a frame header; frame starts and lengths are multiples of this.
 pub const FRAME_HEADER: usize = 32;
 /// Frames are aligned to this many bytes (and so are payloads).
-pub const FRAME_ALIGN: u64 = 32;
+pub const FRAME_ALIGN: u64 = 64;
 /// Number of resynchronisation hints (one per capacity / HINTS bytes).
 pub const HINTS: usize = 128;
 /// Smallest capacity.
@@ -171,7 +171,11 @@ const _: () = {
     assert!(SLOT_BLOCKING_SINCE + 8 <= PEER_SLOT_SIZE && SLOT_NEXT_SEQ + 8 <= SLOT_CLAIM_FRAME);
     assert!(OFF_EVICT_AFTER_MS + 4 <= OFF_TAIL && OFF_SPACE_MASK + 8 <= OFF_ATTACH_EPOCH);
     assert!(OFF_REMOVED + 4 <= OFF_HINTS);
-    assert!(FRAME_SEQ + 8 <= FRAME_COUNT && FRAME_COUNT + 4 <= FRAME_HEADER && FRAME_HEADER as u64 == FRAME_ALIGN);
+    assert!(
+        FRAME_SEQ + 8 <= FRAME_COUNT
+            && FRAME_COUNT + 4 <= FRAME_HEADER
+            && FRAME_ALIGN.is_multiple_of(FRAME_HEADER as u64)
+    );
     assert!(SLOT_HOLD_FLAGS + 4 <= SLOT_CLAIM_COUNT && SLOT_CLAIM_COUNT + 4 <= SLOT_CURSOR);
 };
 

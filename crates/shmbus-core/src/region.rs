@@ -722,7 +722,7 @@ impl Region {
     /// alignment, so a bogus position still lands inside the data region).
     #[inline]
     pub(crate) fn frame(&self, pos: u64) -> Fields<'_> {
-        let off = self.info.data_offset as usize + (self.geo.offset(pos) & !(FRAME_HEADER - 1));
+        let off = self.info.data_offset as usize + (self.geo.offset(pos) & !(FRAME_ALIGN as usize - 1));
         Fields::new(&self.mem, off, FRAME_HEADER)
     }
 

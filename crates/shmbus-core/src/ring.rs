@@ -295,31 +295,32 @@ mod tests {
     #[test]
     fn placement_skips_every_instance_of_a_quarantined_range() {
         let g = geo(); // capacity 4096
-                       // A claim [1000, 1200) abandoned one lap ago: its next instance is [5096, 5296).
-        let q = [(1000u64, 1200u64)];
+                       // A claim [1024, 1216) abandoned one lap ago: its next instance is [5120, 5312).
+        let q = [(1024u64, 1216u64)];
         // Far from it: unchanged.
         assert_eq!(g.place_avoiding(4096, 100, &q), g.place(4096, 100));
         // Would overlap: the frame moves past the instance, padding covers the gap.
-        let p = g.place_avoiding(5000, 100, &q);
-        assert_eq!((p.claim_start, p.frame_start, p.claim_end), (5000, 5296, 5296 + 160));
+        let p = g.place_avoiding(5056, 100, &q);
+        assert_eq!((p.claim_start, p.frame_start, p.claim_end), (5056, 5312, 5312 + 192));
         // Starting exactly at the instance.
-        let p = g.place_avoiding(5096, 8, &q);
-        assert_eq!(p.frame_start, 5296);
+        let p = g.place_avoiding(5120, 8, &q);
+        assert_eq!(p.frame_start, 5312);
         // Several laps later, the same offsets.
-        let p = g.place_avoiding(5000 + 3 * 4096, 100, &q);
-        assert_eq!(p.frame_start, 5296 + 3 * 4096);
-        let parts: Vec<_> = g.padding_parts(4000, 4300).collect();
-        assert_eq!(parts, vec![(4000, 96), (4096, 204)]);
+        let p = g.place_avoiding(5056 + 3 * 4096, 100, &q);
+        assert_eq!(p.frame_start, 5312 + 3 * 4096);
+        let parts: Vec<_> = g.padding_parts(4032, 4352).collect();
+        assert_eq!(parts, vec![(4032, 64), (4096, 256)]);
     }
 
     #[test]
     fn frames_are_aligned_and_hold_their_header() {
         let g = geo();
-        assert_eq!(g.frame_len(0), 32);
+        assert_eq!(g.frame_len(0), 64);
         assert_eq!(g.frame_len(1), 64);
         assert_eq!(g.frame_len(32), 64);
-        assert_eq!(g.frame_len(33), 96);
-        assert_eq!(g.max_frame_len(), 1056);
+        assert_eq!(g.frame_len(33), 128);
+        assert_eq!(g.frame_len(96), 128);
+        assert_eq!(g.max_frame_len(), 1088);
     }
 
     #[test]
@@ -328,9 +329,9 @@ mod tests {
         let p = g.place(4096 - 64, 100);
         assert_eq!(p.frame_start, 4096);
         assert_eq!(p.padding(), 64);
-        assert_eq!(p.claim_end, 4096 + 160);
-        let p = g.place(4096 - 160, 100);
-        assert_eq!(p.frame_start, 4096 - 160);
+        assert_eq!(p.claim_end, 4096 + 192);
+        let p = g.place(4096 - 192, 100);
+        assert_eq!(p.frame_start, 4096 - 192);
         assert_eq!(p.padding(), 0);
         assert_eq!(p.claim_end, 4096);
     }
@@ -341,8 +342,8 @@ mod tests {
         let t = u64::MAX - 63; // 64 bytes before 2^64, lap end is at 2^64 == 0
         let p = g.place(t, 100);
         assert_eq!(p.frame_start, 0);
-        assert_eq!(p.claim_end, 160);
-        assert_eq!(distance(p.claim_start, p.claim_end), 224);
+        assert_eq!(p.claim_end, 192);
+        assert_eq!(distance(p.claim_start, p.claim_end), 256);
         assert!(at_or_before(t, p.claim_end));
         assert_eq!(g.offset(p.frame_start), 0);
     }
@@ -350,15 +351,15 @@ mod tests {
     #[test]
     fn hints_name_the_first_frame_at_or_after_each_boundary() {
         let g = geo(); // segment 32
-        let p = g.place(0, 100); // [0, 160)
+        let p = g.place(0, 100); // [0, 192)
         let hints: Vec<_> = g.hints_for(&p).collect();
-        assert_eq!(hints, vec![(0, 0), (32, 160), (64, 160), (96, 160), (128, 160)]);
-        let p = g.place(4096 - 64, 100); // pad [4032, 4096), frame [4096, 4256)
+        assert_eq!(hints, vec![(0, 0), (32, 192), (64, 192), (96, 192), (128, 192), (160, 192)]);
+        let p = g.place(4096 - 64, 100); // pad [4032, 4096), frame [4096, 4288)
         let hints: Vec<_> = g.hints_for(&p).collect();
         assert_eq!(hints[0], (4032, 4032));
         assert_eq!(hints[1], (4064, 4096));
         assert_eq!(hints[2], (4096, 4096));
-        assert_eq!(hints.last().copied(), Some((4224, 4256)));
+        assert_eq!(hints.last().copied(), Some((4256, 4288)));
         for (b, h) in hints {
             assert!(g.hint_plausible(b, h));
         }
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn crossing_check_agrees_with_the_hint_list() {
         let g = geo();
-        for tail in (0..3 * 4096u64).step_by(32).chain((u64::MAX - 8191..=u64::MAX - 31).step_by(32)) {
+        for tail in (0..3 * 4096u64).step_by(64).chain((u64::MAX - 8191..=u64::MAX - 63).step_by(64)) {
             for len in [0usize, 1, 31, 32, 100, 500, 1000] {
                 let p = g.place(tail, len);
                 assert_eq!(g.claim_crosses_boundary(&p), g.hints_for(&p).next().is_some(), "tail {tail} len {len}");
@@ -378,10 +379,11 @@ mod tests {
     #[test]
     fn classify_accepts_possible_headers_only() {
         let g = geo();
-        assert_eq!(g.classify(0, 100, 0), Ok(FrameKind::Message { len: 100, frame_len: 160 }));
+        assert_eq!(g.classify(0, 100, 0), Ok(FrameKind::Message { len: 100, frame_len: 192 }));
         assert_eq!(g.classify(4096 - 64, 64, 1), Ok(FrameKind::Padding { len: 64 }));
-        assert!(g.classify(4096 - 64, 96, 1).is_err(), "padding past the lap end");
+        assert!(g.classify(4096 - 64, 128, 1).is_err(), "padding past the lap end");
         assert!(g.classify(0, 40, 1).is_err(), "unaligned padding");
+        assert!(g.classify(0, 32, 1).is_err(), "padding of a header but not a frame alignment");
         assert!(g.classify(0, 16, 1).is_err(), "padding shorter than a header");
         assert!(g.classify(0, 1001, 0).is_err(), "longer than max_message");
         assert!(g.classify(4096 - 64, 100, 0).is_err(), "message past the lap end");
