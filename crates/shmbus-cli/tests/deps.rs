@@ -6,12 +6,22 @@ use std::process::Command;
 
 fn normal_deps(features: &[&str]) -> String {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["tree", "-p", "shmbus-cli", "--edges", "normal", "--prefix", "none", "--offline"])
-        .args(features)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo tree");
+    let tree = |offline: bool| {
+        Command::new(&cargo)
+            .args(["tree", "-p", "shmbus-cli", "--edges", "normal", "--prefix", "none"])
+            .args(offline.then_some("--offline"))
+            .args(features)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo tree")
+    };
+    // Offline first (no network needed once the registry cache has the
+    // optional dependencies); on a fresh machine whose cache lacks them
+    // (the default build never downloads iceoryx2), let cargo fetch them.
+    let mut out = tree(true);
+    if !out.status.success() {
+        out = tree(false);
+    }
     assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -80,9 +80,11 @@ pub struct Claim {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ClaimInfo {
-    placement: Placement,
+    frame_start: u64,
+    /// Bytes of the frame (of the whole batch, for a batch claim).
+    frame_len: u32,
+    len: u32,
     seq: u64,
-    len: usize,
     /// Messages in the claim (a batch claim when more than one: their
     /// lengths are in `batch_lens`).
     count: u32,
@@ -668,7 +670,14 @@ impl Producer {
                     region.mem.u64(OFF_HINTS + region.geo.hint_index(b) * 8).store(first, Ordering::Release);
                 }
             }
-            let info = ClaimInfo { placement: p, seq, len, count, before };
+            let info = ClaimInfo {
+                frame_start: p.frame_start,
+                frame_len: p.frame_len as u32,
+                len: len as u32,
+                seq,
+                count,
+                before,
+            };
             self.inflight = Some(info);
             self.blocked = None;
             self.gate = None;
@@ -693,7 +702,7 @@ impl Producer {
     /// [`ClaimError::Pending`] for a claim that is not this producer's open one.
     pub fn commit(&mut self, claim: Claim, as_padding: bool) -> Result<u64, ClaimError> {
         match self.inflight {
-            Some(info) if info.seq == claim.seq && info.placement.frame_start == claim.frame_start => {
+            Some(info) if info.seq == claim.seq && info.frame_start == claim.frame_start => {
                 self.finish(info, as_padding)
             }
             _ => Err(ClaimError::Pending),
@@ -706,7 +715,7 @@ impl Producer {
         let region = &self.bus.region;
         let slot = self.bus.slot;
         let own = region.slot(slot);
-        let p = info.placement;
+        let p = info;
         let f = region.frame(p.frame_start);
         f.seq().store(info.seq, Ordering::Relaxed);
         // (published, bytes, the first sequence number not published)
@@ -740,16 +749,16 @@ impl Producer {
             let (len, meta) = if as_padding {
                 // The sequence numbers the claim took, all abandoned.
                 f.u32(FRAME_COUNT).store(info.count, Ordering::Relaxed);
-                (p.frame_len as u32, u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16))
+                (p.frame_len, u32::from(FRAME_PAD | FRAME_ABANDONED) | (slot << 16))
             } else {
-                (info.len as u32, slot << 16)
+                (info.len, slot << 16)
             };
             // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
             // a subscriber that sees its position here sees the payload and header.
             let new = u128::from(p.frame_start) | (u128::from(len) << 64) | (u128::from(meta) << 96);
             let won = f.head().compare_exchange(info.before, new, Ordering::AcqRel, Ordering::Relaxed).is_ok();
             let n = u32::from(won && !as_padding);
-            (won, n, if n == 1 { info.len as u64 } else { 0 }, info.seq)
+            (won, n, if n == 1 { u64::from(info.len) } else { 0 }, info.seq)
         };
         // After the stamps: a reaper that sees the hold gone sees them.
         own.u32(SLOT_HOLD_FLAGS).store(self.version << 8, Ordering::Release);
