@@ -277,8 +277,14 @@ fn bridge_pair(a_dir: &Path, a_args: &[&str], b_dir: &Path, b_args: &[&str]) -> 
 fn wait_drained(b: &mut Proc, mapping: &str) -> String {
     let prefix = format!("stats in {mapping} ");
     let mut seen_alone = None;
+    let end = Instant::now() + DEADLINE;
     loop {
         let lines = b.out_lines();
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for {mapping} to drain alone: last lines {:?}",
+            &lines[lines.len().saturating_sub(6)..]
+        );
         if let Some(i) = lines.iter().rposition(|l| l == "stats zenoh peers=0 routers=0") {
             seen_alone = Some(i);
         }
