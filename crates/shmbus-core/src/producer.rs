@@ -399,13 +399,9 @@ impl Producer {
         // final `try_claim` in `claim` still takes whatever room there is at
         // the deadline.
         let slack = if end.is_some() { 0 } else { region.geo.capacity / 8 };
-        let evict_after = match region.info.evict_after_ms {
-            0 => None,
-            ms => Some(Duration::from_millis(u64::from(ms))),
-        };
         let unblock = self.unblock;
         let quarantine = std::cell::RefCell::new(std::mem::take(&mut self.quarantine));
-        let gating: Cell<Option<(u32, Instant)>> = Cell::new(self.gate);
+        let gate: Cell<Option<(u32, Instant)>> = Cell::new(self.gate);
         let blocked: std::cell::RefCell<Option<Blocker>> = std::cell::RefCell::new(None);
         let waited = crate::wait::wait_until(
             self.wait,
@@ -426,63 +422,15 @@ impl Producer {
             },
             || true,
             || {
-                let tail = region.tail().0;
-                let (_, g) = scan_limit(region, slot, overwrite, tail, &mut quarantine.borrow_mut());
-                let Some(g) = g else {
-                    gating.set(None);
-                    return;
-                };
-                if region.try_reap(g, slot) {
-                    gating.set(None);
-                    return;
+                let mut g = gate.get();
+                if let Some(b) = look_around(region, slot, overwrite, unblock, &mut quarantine.borrow_mut(), &mut g) {
+                    *blocked.borrow_mut() = Some(b);
                 }
-                let now = Instant::now();
-                let since = match gating.get() {
-                    Some((s, t)) if s == g => t,
-                    _ => {
-                        gating.set(Some((g, now)));
-                        now
-                    }
-                };
-                let waited = now.duration_since(since);
-                let gs = region.slot(g);
-                let kind = match gs.u32(SLOT_STATE).load(Ordering::Acquire) {
-                    STATE_PUBLISHER => PeerKind::Publisher,
-                    _ => PeerKind::Subscriber,
-                };
-                if kind == PeerKind::Subscriber {
-                    let _ = gs.u64(SLOT_BLOCKING_SINCE).compare_exchange(
-                        0,
-                        wall_ns().saturating_sub(waited.as_nanos() as u64).max(1),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
-                if waited >= BLOCKED_REPORT_AFTER {
-                    let behind = distance(gs.u64(SLOT_HOLD).load(Ordering::Relaxed), tail);
-                    let pid = gs.u32(SLOT_PID).load(Ordering::Relaxed);
-                    *blocked.borrow_mut() = Some(Blocker { slot: g, pid, kind, behind, waited });
-                }
-                match kind {
-                    PeerKind::Publisher if waited >= unblock => {
-                        region.unblock_publisher(g, slot);
-                    }
-                    PeerKind::Subscriber
-                        if evict_after.is_some_and(|e| waited >= e)
-                            && gs
-                                .u32(SLOT_REVOKED)
-                                .compare_exchange(0, REVOKED_EVICTED, Ordering::AcqRel, Ordering::Relaxed)
-                                .is_ok() =>
-                    {
-                        region.bump_epoch();
-                        region.wake_everyone();
-                    }
-                    _ => {}
-                }
+                gate.set(g);
             },
         );
         self.quarantine = quarantine.into_inner();
-        self.gate = gating.get();
+        self.gate = gate.get();
         if let Some(b) = blocked.into_inner() {
             self.blocked = Some(b);
         }
@@ -831,8 +779,8 @@ impl Producer {
     /// Arms this handle with the waiter thread for space: announces it to
     /// subscribers as a publisher parked for space does and wakes `waker`
     /// when the space futex word changes, or after 20 ms at the latest
-    /// (an async send re-tries then, and reaps a dead subscriber holding it
-    /// back with [`Producer::reap_gating`]). The caller re-tries its claim
+    /// (an async send re-tries then, and looks after the peer holding it
+    /// back with [`Producer::look_around`]). The caller re-tries its claim
     /// after arming (the re-check of the handshake in wait.rs) and disarms
     /// when it succeeds.
     pub fn arm_space(&mut self, waker: &std::task::Waker) {
@@ -854,16 +802,103 @@ impl Producer {
         }
     }
 
-    /// Reaps the peer holding our claims back if it is dead (its slot's
-    /// lock is free), so that its hold stops counting. Returns whether it
-    /// did.
-    pub fn reap_gating(&mut self) -> bool {
-        let tail = self.bus.region.tail().0;
-        match self.rescan(tail) {
-            Some(g) => self.bus.region.try_reap(g, self.bus.slot),
-            None => false,
+    /// Looks after the peer holding our claims back, as a blocking wait for
+    /// space does every 20 ms (the same function): an async send calls it
+    /// about as often while it waits. The gating peer and since when it has
+    /// held us back are kept in the handle until a claim succeeds, so the
+    /// unblock timeout and the bus's `evict_after` count from when that peer
+    /// first held us back, across polls and cancelled sends; a peer holding
+    /// us back for [`BLOCKED_REPORT_AFTER`] is named by [`Producer::blocked_by`].
+    pub fn look_around(&mut self) {
+        let (region, slot) = (&self.bus.region, self.bus.slot);
+        if let Some(b) = look_around(region, slot, self.overwrite, self.unblock, &mut self.quarantine, &mut self.gate) {
+            self.blocked = Some(b);
         }
+        // The quarantine changed and the peer table may have: rescan before claiming.
+        self.limit_valid = false;
     }
+}
+
+/// One look around by a publisher waiting for space, shared by the blocking
+/// wait (`Producer::wait_for_space`) and async sends
+/// ([`Producer::look_around`]): finds the peer holding claims back (the one
+/// furthest behind the tail; `quarantine` is refreshed on the way) and
+///
+/// - reaps it if it is dead (its slot's lock is free);
+/// - keeps in `gate` that peer and since when it has held us back (reset
+///   when another peer or nobody holds us back);
+/// - for a subscriber, records since when in its `blocking_since` word
+///   (what `inspect` shows as `holding_back_ns`);
+/// - abandons a publisher's claim unfinished for `unblock`, and evicts a
+///   subscriber after the bus's `evict_after` (when the bus has one).
+///
+/// Returns the peer when it has held us back for [`BLOCKED_REPORT_AFTER`].
+fn look_around(
+    region: &Region,
+    own: u32,
+    overwrite: bool,
+    unblock: Duration,
+    quarantine: &mut Vec<(u64, u64)>,
+    gate: &mut Option<(u32, Instant)>,
+) -> Option<Blocker> {
+    let tail = region.tail().0;
+    let (_, g) = scan_limit(region, own, overwrite, tail, quarantine);
+    let Some(g) = g else {
+        *gate = None;
+        return None;
+    };
+    if region.try_reap(g, own) {
+        *gate = None;
+        return None;
+    }
+    let now = Instant::now();
+    let since = match *gate {
+        Some((s, t)) if s == g => t,
+        _ => {
+            *gate = Some((g, now));
+            now
+        }
+    };
+    let waited = now.duration_since(since);
+    let gs = region.slot(g);
+    let kind = match gs.u32(SLOT_STATE).load(Ordering::Acquire) {
+        STATE_PUBLISHER => PeerKind::Publisher,
+        _ => PeerKind::Subscriber,
+    };
+    if kind == PeerKind::Subscriber {
+        let _ = gs.u64(SLOT_BLOCKING_SINCE).compare_exchange(
+            0,
+            wall_ns().saturating_sub(waited.as_nanos() as u64).max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    let blocker = (waited >= BLOCKED_REPORT_AFTER).then(|| {
+        let behind = distance(gs.u64(SLOT_HOLD).load(Ordering::Relaxed), tail);
+        let pid = gs.u32(SLOT_PID).load(Ordering::Relaxed);
+        Blocker { slot: g, pid, kind, behind, waited }
+    });
+    let evict_after = match region.info.evict_after_ms {
+        0 => None,
+        ms => Some(Duration::from_millis(u64::from(ms))),
+    };
+    match kind {
+        PeerKind::Publisher if waited >= unblock => {
+            region.unblock_publisher(g, own);
+        }
+        PeerKind::Subscriber
+            if evict_after.is_some_and(|e| waited >= e)
+                && gs
+                    .u32(SLOT_REVOKED)
+                    .compare_exchange(0, REVOKED_EVICTED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok() =>
+        {
+            region.bump_epoch();
+            region.wake_everyone();
+        }
+        _ => {}
+    }
+    blocker
 }
 
 fn wall_ns() -> u64 {

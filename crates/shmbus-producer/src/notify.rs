@@ -8,17 +8,28 @@ use std::time::{Duration, Instant};
 
 use crate::{MessageType, Publisher, SendError, TypeKind};
 
-/// How often a waiting send looks for a dead subscriber holding it back
-/// (the slice of the blocking wait).
+/// How often a waiting send looks after the peer holding it back (the slice
+/// of the blocking wait, which looks around as often).
 const LOOK_EVERY: Duration = Duration::from_millis(20);
 
 impl Publisher {
     /// Publishes `bytes`, waiting for space (block mode) without blocking a
     /// thread: the task is woken when a subscriber frees space (the bus's
     /// space futex, through the process's waiter thread) and at least every
-    /// 20 ms, when it re-tries and reaps a dead subscriber that holds it
-    /// back. It does not abandon another publisher's stalled claim or evict
-    /// a subscriber (the blocking [`Publisher::send`] does); see docs/async.md.
+    /// 20 ms, when it re-tries and looks after the peer holding it back
+    /// exactly as the blocking [`Publisher::send`] does: it reaps a dead
+    /// peer, abandons another publisher's claim left unfinished longer than
+    /// the unblock timeout ([`BusConfig::unblock_timeout`], default 1 s),
+    /// evicts a subscriber that holds it back longer than the bus's
+    /// [`BusConfig::evict_after`] (when the bus has that policy), records in
+    /// that subscriber's slot since when it holds publishers back (`inspect`),
+    /// and names a peer that held it back for a second or more in
+    /// [`Publisher::blocked_by`]. Those times count from when the peer first
+    /// held this publisher back, across polls and across dropped futures,
+    /// until a send succeeds. See docs/async.md.
+    ///
+    /// [`BusConfig::unblock_timeout`]: crate::BusConfig::unblock_timeout
+    /// [`BusConfig::evict_after`]: crate::BusConfig::evict_after
     ///
     /// Cancellation-safe: the message is published in the poll that returns
     /// `Ready(Ok)`, or not at all; dropping the future before withdraws its
@@ -96,7 +107,7 @@ impl Future for SendAsync<'_> {
             match this.last_look {
                 None => this.last_look = Some(now),
                 Some(t) if now.duration_since(t) >= LOOK_EVERY => {
-                    this.publ.raw.reap_gating();
+                    this.publ.raw.look_around();
                     this.last_look = Some(now);
                 }
                 Some(_) => {}

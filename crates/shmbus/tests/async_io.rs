@@ -2,9 +2,10 @@
 //! (docs/async.md): a publisher process and async subscribers in this one on
 //! several buses (current-thread and multi-thread runtimes), cancellation in
 //! the middle of waits, the eventfd under a burst, a subscriber process
-//! SIGKILLed while its async waiter is parked, and 100 async subscribers on
-//! 100 buses served by one waiter thread. Every wait has a deadline on an
-//! observable condition; no test asserts a maximum runtime.
+//! SIGKILLed while its async waiter is parked, 100 async subscribers on 100
+//! buses served by one waiter thread, and `send_async` held back by a
+//! SIGSTOPped publisher or subscriber process. Every wait has a deadline on
+//! an observable condition; no test asserts a maximum runtime.
 
 use std::future::Future;
 use std::path::Path;
@@ -12,7 +13,7 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use shmbus::{inspect, BusConfig, Overflow, Publisher, StartAt, Subscriber};
+use shmbus::{inspect, BusConfig, Overflow, PeerKind, Publisher, RecvError, SendError, StartAt, Subscriber};
 use shmbus_testkit::{args, finish, role, spawn, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -133,8 +134,98 @@ fn __child() {
             std::thread::sleep(LIMIT);
             drop(loan);
         }
+        // stop_claim FLAG: claims a 1000-byte frame on "stalled", writes its
+        // sequence number to FLAG, stops itself (SIGSTOP) before committing;
+        // once continued, commits and reports how that went.
+        "stop_claim" => {
+            let c = stalled_cfg(&dir);
+            let mut publ = Publisher::attach("stalled", &c).unwrap();
+            let mut loan = publ.loan(1000).unwrap();
+            loan.fill(0xEE);
+            std::fs::write(&a[0], loan.seq().to_string()).unwrap();
+            // SAFETY: raise(3) on ourselves.
+            unsafe { libc::raise(libc::SIGSTOP) };
+            match loan.commit() {
+                Ok(()) => println!("RESULT:committed"),
+                Err(SendError::Abandoned { seq }) => println!("RESULT:abandoned {seq}"),
+                Err(e) => println!("RESULT:error {e:?}"),
+            }
+        }
+        // count_sub EVICT_MS FLAG: a subscriber on "stall" (block mode, with
+        // that eviction policy) that creates FLAG once attached, then reads
+        // until the message u64::MAX; reports what it received and lost.
+        "count_sub" => {
+            let c = stall_cfg(&dir, a[0].parse().unwrap());
+            let mut sub = Subscriber::attach("stall", &c, StartAt::Latest).unwrap();
+            std::fs::write(&a[1], b"1").unwrap();
+            let (mut received, mut lagged, mut last) = (0u64, 0u64, None::<u64>);
+            loop {
+                match sub.recv_timeout(LIMIT) {
+                    Ok(m) => {
+                        let n = counter(&m);
+                        if n == u64::MAX {
+                            break;
+                        }
+                        assert!(last.is_none_or(|l| n > l), "reordered: {n} after {last:?}");
+                        last = Some(n);
+                        received += 1;
+                    }
+                    Err(RecvError::Lagged { lost }) => lagged += lost,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            println!("RESULT:received {received}");
+            println!("RESULT:lost {}", sub.lost().max(lagged));
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A 1000-byte message carrying `n`.
+fn numbered(n: u64) -> Vec<u8> {
+    let mut m = vec![n as u8; 1000];
+    m[..8].copy_from_slice(&n.to_le_bytes());
+    m
+}
+
+fn counter(m: &[u8]) -> u64 {
+    u64::from_le_bytes(m[..8].try_into().unwrap())
+}
+
+/// Whether process `pid` is stopped (state T in /proc/PID/stat).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child process id we spawned.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+/// Kills a child that a failing test leaves stopped (SIGKILL also ends a
+/// stopped process).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: kill(2) on a child process id we spawned and have not reaped.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The bus of the stopped-publisher test: block mode, a 200 ms unblock timeout.
+fn stalled_cfg(dir: &Path) -> BusConfig {
+    cfg(dir).capacity(16 << 10).overflow(Overflow::Block).unblock_timeout(Duration::from_millis(200))
+}
+
+/// The bus of the stopped-subscriber test: block mode, evicting after
+/// `evict_ms` (0: never).
+fn stall_cfg(dir: &Path, evict_ms: u64) -> BusConfig {
+    cfg(dir).capacity(16 << 10).overflow(Overflow::Block).evict_after(Duration::from_millis(evict_ms))
 }
 
 /// Threads of this process (/proc/self/status).
@@ -432,4 +523,150 @@ fn async_subscriber_passes_a_dead_publishers_claim() {
     });
     assert_eq!(sub.abandoned(), 1);
     assert_eq!(inspect("stuck", &cfg(dir.path())).unwrap().data_waiters, 0);
+}
+
+/// A publisher process SIGSTOPped between claim and commit holds an async
+/// send on a full block-mode ring back for the unblock timeout, not for
+/// ever: the send abandons the stopped claim, as the blocking send does. A
+/// subscriber that would wait on that claim for an hour itself (so only the
+/// sender can abandon it) counts it as abandoned and receives every message,
+/// and the claimer, continued, learns that its commit was abandoned.
+#[test]
+fn send_async_abandons_a_stopped_publishers_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = stalled_cfg(dir.path());
+    let mut publ = Publisher::open_or_create("stalled", &c).unwrap();
+    let flag = dir.path().join("claimed");
+    let child = spawn("stop_claim", dir.path(), &[flag.to_str().unwrap()]);
+    let pid = child.id();
+    let _guard = KillOnPanic(pid);
+    wait_for("the claimer to stop", LIMIT, || stopped(pid));
+    let stopped_seq: u64 = std::fs::read_to_string(&flag).unwrap().parse().unwrap();
+    // The subscriber takes a higher slot than the claimer: when both hold the
+    // sender back at the same position, the scan names the lower slot, the
+    // claim (the blocking send would wait on it just the same).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sub_cfg = c.clone().unblock_timeout(Duration::from_secs(3600));
+    let reader = std::thread::spawn(move || {
+        let mut sub = Subscriber::attach("stalled", &sub_cfg, StartAt::Oldest).unwrap();
+        tx.send(sub.slot()).unwrap();
+        let mut next = 0u64;
+        loop {
+            // Longer than the sender's deadline: a sender that never passes
+            // the claim is what fails.
+            let m = sub.recv_timeout(2 * LIMIT).expect("every message, past the abandoned claim");
+            if counter(&m) == u64::MAX {
+                return (next, sub.abandoned(), sub.lost());
+            }
+            assert_eq!(counter(&m), next, "in order, none lost");
+            next += 1;
+        }
+    });
+    let sub_slot = rx.recv_timeout(LIMIT).unwrap();
+    let st = inspect("stalled", &c).unwrap();
+    let claimer = st.peers.iter().find(|p| p.pid == pid).unwrap();
+    assert!(claimer.slot < sub_slot, "{st:?}");
+    // Fill the ring up to a lap past the stopped claim.
+    let mut sent = 0u64;
+    while publ.try_send(&numbered(sent)).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let m = numbered(sent);
+        tokio::time::timeout(LIMIT, publ.send_async(&m))
+            .await
+            .expect("the async send passes the stopped claim")
+            .unwrap();
+    });
+    publ.send(&numbered(u64::MAX)).unwrap();
+    let (received, abandoned, lost) = reader.join().unwrap();
+    assert_eq!((received, abandoned, lost), (sent + 1, 1, 0), "the stopped claim is counted as abandoned");
+    signal(pid, libc::SIGCONT);
+    assert_eq!(finish(child, LIMIT), vec![format!("abandoned {stopped_seq}")]);
+    assert_eq!(inspect("stalled", &c).unwrap().space_waiters, 0);
+}
+
+/// A subscriber process SIGSTOPped on a block-mode bus holds an async send
+/// back as it holds the blocking send: without an eviction policy the
+/// publisher names it (`blocked_by`: its pid, a subscriber, behind, waiting
+/// for a second or more, measured across cancelled sends), `inspect` shows
+/// how long it holds back, and nothing is lost once it is continued; with
+/// `evict_after(300 ms)` the async send into the full ring completes by
+/// evicting it, and once continued it reports exactly what it lost.
+#[test]
+fn send_async_names_and_evicts_a_stopped_subscriber() {
+    for evict_ms in [0u64, 300] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = stall_cfg(dir.path(), evict_ms);
+        let mut publ = Publisher::open_or_create("stall", &c).unwrap();
+        let flag = dir.path().join("attached");
+        let child = spawn("count_sub", dir.path(), &[&evict_ms.to_string(), flag.to_str().unwrap()]);
+        let pid = child.id();
+        let _guard = KillOnPanic(pid);
+        wait_for("the subscriber", LIMIT, || flag.exists());
+        let mut sent = 0u64;
+        for _ in 0..10 {
+            publ.send(&numbered(sent)).unwrap();
+            sent += 1;
+        }
+        wait_for("the subscriber to read them", LIMIT, || {
+            inspect("stall", &c).unwrap().peers.iter().any(|p| p.pid == pid && p.lag_messages == 0)
+        });
+        signal(pid, libc::SIGSTOP);
+        wait_for("the subscriber to stop", LIMIT, || stopped(pid));
+        while publ.try_send(&numbered(sent)).is_ok() {
+            sent += 1;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        if evict_ms == 0 {
+            // Sends cancelled every 100 ms until the publisher names the
+            // subscriber: the wait is measured from when it first held back.
+            let deadline = Instant::now() + LIMIT;
+            while publ.blocked_by().is_none() {
+                assert!(Instant::now() < deadline, "timed out waiting for blocked_by()");
+                let m = numbered(sent);
+                let r =
+                    rt.block_on(async { tokio::time::timeout(Duration::from_millis(100), publ.send_async(&m)).await });
+                assert!(r.is_err(), "sent into a ring held by a stopped subscriber: {r:?}");
+            }
+            let b = publ.blocked_by().unwrap().clone();
+            assert_eq!((b.pid, b.kind), (pid, PeerKind::Subscriber));
+            assert!(b.behind > 0 && b.waited >= Duration::from_secs(1), "{b:?}");
+            let st = inspect("stall", &c).unwrap();
+            let me = st.peers.iter().find(|p| p.pid == pid).unwrap();
+            assert!(me.holding_back_ns > 0 && !me.evicted, "{me:?}");
+            signal(pid, libc::SIGCONT);
+            let m = numbered(sent);
+            rt.block_on(async { tokio::time::timeout(LIMIT, publ.send_async(&m)).await })
+                .expect("sent once continued")
+                .unwrap();
+            sent += 1;
+            assert!(publ.blocked_by().is_none(), "cleared by the successful claim");
+        } else {
+            for _ in 0..3 {
+                let m = numbered(sent);
+                rt.block_on(async { tokio::time::timeout(LIMIT, publ.send_async(&m)).await })
+                    .expect("the async send evicts the stopped subscriber")
+                    .unwrap();
+                sent += 1;
+            }
+            let st = inspect("stall", &c).unwrap();
+            let me = st.peers.iter().find(|p| p.pid == pid).unwrap();
+            assert!(me.evicted && me.holding_back_ns > 0, "{me:?}");
+            signal(pid, libc::SIGCONT);
+        }
+        assert_eq!(inspect("stall", &c).unwrap().space_waiters, 0);
+        publ.send(&numbered(u64::MAX)).unwrap();
+        let out = finish(child, LIMIT);
+        let received: u64 = result(&out, "received").parse().unwrap();
+        let lost: u64 = result(&out, "lost").parse().unwrap();
+        assert_eq!(received + lost, sent, "evict={evict_ms}: every message received or reported lost: {out:?}");
+        if evict_ms == 0 {
+            assert_eq!(lost, 0, "without eviction block mode stays lossless: {out:?}");
+        } else {
+            assert!(lost > 0, "the evicted subscriber reports its loss: {out:?}");
+        }
+    }
 }
