@@ -817,6 +817,18 @@ impl Producer {
         // The quarantine changed and the peer table may have: rescan before claiming.
         self.limit_valid = false;
     }
+
+    /// Reaps the peer holding our claims back if it is dead (its slot's
+    /// lock is free), so that its hold stops counting. Returns whether it
+    /// did. (Kept for callers of the earlier API: [`Producer::look_around`]
+    /// does this and everything else a waiting publisher looks after.)
+    pub fn reap_gating(&mut self) -> bool {
+        let tail = self.bus.region.tail().0;
+        match self.rescan(tail) {
+            Some(g) => self.bus.region.try_reap(g, self.bus.slot),
+            None => false,
+        }
+    }
 }
 
 /// One look around by a publisher waiting for space, shared by the blocking
