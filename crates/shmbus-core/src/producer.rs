@@ -283,7 +283,10 @@ impl Producer {
                 break;
             }
             let frame = self.bus.region.geo.frame_len(len);
-            if total + frame > max_total {
+            // The first message always goes (alone, as `send` would send it:
+            // a frame of a message near max_message may be longer than a
+            // batch may be).
+            if total + frame > max_total && !self.batch_lens.is_empty() {
                 break;
             }
             total += frame;
