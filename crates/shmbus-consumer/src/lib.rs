@@ -313,7 +313,8 @@ impl Subscriber {
     /// the slices are the ring's own bytes, valid during the call to `f`
     /// (see [`MessageRef`] for what another process can do to them);
     /// otherwise they are copies. `Err(RecvError::Timeout)` when nothing
-    /// arrived in time.
+    /// arrived in time. If `f` panics, drop the subscriber (see
+    /// `Consumer::try_drain`).
     pub fn recv_batch<F: FnMut(u64, &[u8])>(
         &mut self,
         max: usize,

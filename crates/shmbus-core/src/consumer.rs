@@ -447,6 +447,10 @@ impl Consumer {
     /// publishers off them until we return: see `Borrowed` for what a
     /// hostile writer can still do); otherwise each message is copied into
     /// `scratch` and validated first, as `try_read` does.
+    ///
+    /// If `f` panics, drop this consumer: its progress is no longer
+    /// published (a caller that catches the panic and reads on would hold
+    /// block-mode publishers back at the position of the panic).
     pub fn try_drain<F: FnMut(u64, &[u8])>(&mut self, max: usize, scratch: &mut Vec<u8>, mut f: F) -> Result<Drained> {
         let mut out = Drained::default();
         if max == 0 {
