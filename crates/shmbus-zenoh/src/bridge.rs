@@ -359,7 +359,14 @@ impl InLink {
         // The next counter expected from each sending bridge's mapping.
         let mut next: HashMap<([u8; 16], u32), u64> = HashMap::new();
         while !stop.load(Ordering::Relaxed) {
-            let Some((item, left)) = self.inbox.pop(SLICE) else { continue };
+            let Some((item, left)) = self.inbox.pop(SLICE) else {
+                // Idle: the gauge again from the inbox itself. The Zenoh
+                // callback stores the size after its push outside the inbox's
+                // lock, so it can land after our store of what was left after
+                // popping that very item, and leave a stale non-zero value.
+                self.stats.queued_bytes.store(self.inbox.bytes() as u64, Ordering::Relaxed);
+                continue;
+            };
             self.stats.queued_bytes.store(left as u64, Ordering::Relaxed);
             bump(&self.stats.received);
             if let Some(m) = item.marker {

@@ -38,6 +38,11 @@ pub struct Inbox {
 const SLICE: Duration = Duration::from_millis(50);
 
 impl Inbox {
+    /// The payload bytes queued now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// An inbox holding at most `budget` payload bytes (one item always fits).
     pub fn new(budget: usize) -> Inbox {
         Inbox { q: Mutex::new(Queue::default()), changed: Condvar::new(), budget }
