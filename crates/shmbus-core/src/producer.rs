@@ -262,11 +262,11 @@ impl Producer {
     /// The messages get consecutive sequence numbers, in order. Returns how
     /// many were published (0 only for an empty slice).
     ///
-    /// If a peer abandons the claim (this process was stopped, or too slow,
-    /// between claim and commit for longer than its unblock timeout), the
-    /// messages before the first one not yet committed were published and
-    /// [`ClaimError::Abandoned`] names the first that was not: it and the
-    /// rest of the chunk count as abandoned at every subscriber.
+    /// A batch commits as a whole. If a peer abandons the claim (this
+    /// process was stopped, or too slow, between claim and commit for longer
+    /// than its unblock timeout), none of it was published:
+    /// [`ClaimError::Abandoned`] names its first message, and every message
+    /// of the batch counts as abandoned at every subscriber.
     pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M], deadline: Option<Instant>) -> Result<usize, ClaimError> {
         let Some(first) = msgs.first() else { return Ok(0) };
         let max = self.max_message();

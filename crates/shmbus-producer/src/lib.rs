@@ -192,11 +192,11 @@ impl Publisher {
     /// numbers: subscribers see them in order, with nothing from other
     /// publishers in between.
     ///
-    /// If this process is stopped between the claim and the commit for
-    /// longer than a peer's unblock timeout, the messages not yet committed
-    /// are abandoned: `Err(SendError::Abandoned { seq })` names the first of
-    /// them (the messages before it were published; it and the rest of the
-    /// batch count as abandoned at every subscriber). See docs/batching.md.
+    /// A batch is published whole or not at all. If this process is stopped
+    /// between the claim and the commit for longer than a peer's unblock
+    /// timeout, the whole batch is abandoned: `Err(SendError::Abandoned {
+    /// seq })` names its first message, and every message of the batch
+    /// counts as abandoned at every subscriber. See docs/batching.md.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
