@@ -313,8 +313,8 @@ impl Subscriber {
     /// the slices are the ring's own bytes, valid during the call to `f`
     /// (see [`MessageRef`] for what another process can do to them);
     /// otherwise they are copies. `Err(RecvError::Timeout)` when nothing
-    /// arrived in time. If `f` panics, drop the subscriber (see
-    /// `Consumer::try_drain`).
+    /// arrived in time. If `f` panics, the message it failed on counts as
+    /// received and the subscriber stays usable.
     pub fn recv_batch<F: FnMut(u64, &[u8])>(
         &mut self,
         max: usize,

@@ -100,6 +100,23 @@ enum Frame {
     Message { seq: u64, len: usize },
 }
 
+/// Ends a drain (`Consumer::try_drain`): stops deferring and publishes the
+/// progress made since `start`, on return and on unwinding alike.
+struct DrainEnd<'a> {
+    c: &'a mut Consumer,
+    start: u64,
+}
+
+impl Drop for DrainEnd<'_> {
+    fn drop(&mut self) {
+        self.c.deferring = false;
+        if let Some(next) = self.c.expected_seq {
+            self.c.bus.own().u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
+        }
+        self.c.publish_progress(self.start, true);
+    }
+}
+
 /// The raw subscriber over a bus handle.
 #[derive(Debug)]
 pub struct Consumer {
@@ -448,9 +465,8 @@ impl Consumer {
     /// hostile writer can still do); otherwise each message is copied into
     /// `scratch` and validated first, as `try_read` does.
     ///
-    /// If `f` panics, drop this consumer: its progress is no longer
-    /// published (a caller that catches the panic and reads on would hold
-    /// block-mode publishers back at the position of the panic).
+    /// If `f` panics, the message it failed on counts as read, and the
+    /// progress up to it is published as the panic unwinds.
     pub fn try_drain<F: FnMut(u64, &[u8])>(&mut self, max: usize, scratch: &mut Vec<u8>, mut f: F) -> Result<Drained> {
         let mut out = Drained::default();
         if max == 0 {
@@ -464,12 +480,10 @@ impl Consumer {
         }
         let start = self.cursor;
         self.deferring = true;
-        let drained = self.drain_frames(max, scratch, &mut f, &mut out);
-        self.deferring = false;
-        if let Some(next) = self.expected_seq {
-            self.bus.own().u64(SLOT_NEXT_SEQ).store(next, Ordering::Relaxed);
-        }
-        self.publish_progress(start, true);
+        // Publishes our progress when the drain ends, also when `f` panics.
+        let guard = DrainEnd { c: self, start };
+        let drained = guard.c.drain_frames(max, scratch, &mut f, &mut out);
+        drop(guard);
         let dry = drained?;
         if dry {
             let region = &self.bus.region;
@@ -534,9 +548,12 @@ impl Consumer {
                     let payload = unsafe { std::slice::from_raw_parts(ptr, len as usize) };
                     self.stall = None;
                     self.set_expected(seq.wrapping_add(1));
-                    f(seq, payload);
-                    out.messages += 1;
+                    // Before `f` (as `read_frame` does for a copy): the hold is
+                    // published only when the drain ends, after `f` returned or
+                    // unwound, so the slice stays protected while `f` runs.
                     self.advance(pos.wrapping_add(frame_len), Some(len as usize));
+                    out.messages += 1;
+                    f(seq, payload);
                     continue;
                 }
             }

@@ -333,3 +333,44 @@ fn largest_messages_go_one_per_batch() {
     sub.try_drain(10, &mut scratch, |_, b| got.push(parse(b))).unwrap();
     assert_eq!(got, vec![(1, 0), (1, 1), (1, 2)]);
 }
+
+/// A drain whose callback panics (and a caller that catches the panic and
+/// reads on) keeps publishing its progress: a block-mode publisher sending
+/// several laps afterwards is never held back for ever at the position of
+/// the panic.
+#[test]
+fn a_panicking_drain_callback_leaves_the_subscriber_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), Overflow::Block, 64 << 10);
+    let mut sub = Consumer::new(
+        Bus::open_or_create("panic", &c, PeerKind::Subscriber).unwrap(),
+        StartAt::Latest,
+        WaitStrategy::Park,
+    );
+    let mut p = Producer::new(Bus::open_or_create("panic", &c, PeerKind::Publisher).unwrap(), WaitStrategy::Park);
+    for n in 0..5 {
+        p.send(&msg(1, n, 100), None).unwrap();
+    }
+    let mut scratch = Vec::new();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sub.try_drain(10, &mut scratch, |_, b| {
+            if parse(b).1 == 2 {
+                panic!("the callback fails on message 2");
+            }
+        })
+    }));
+    assert!(caught.is_err());
+    // Reading on: the message the callback failed on counts as read.
+    let mut buf = Vec::new();
+    let mut next = 3;
+    // Ten laps of 64 KiB in 100-byte messages: each send must find room.
+    for n in 5..6000 {
+        p.send(&msg(1, n, 100), Some(Instant::now() + LONG))
+            .unwrap_or_else(|e| panic!("send {n} held back after the panic: {e:?}"));
+        while let Poll::Message { .. } = sub.try_read(&mut buf).unwrap() {
+            assert_eq!(parse(&buf), (1, next));
+            next += 1;
+        }
+    }
+    assert_eq!(next, 6000);
+}
