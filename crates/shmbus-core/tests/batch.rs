@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shmbus_core::{Bus, BusConfig, ClaimError, Consumer, Overflow, PeerKind, Poll, Producer, StartAt, WaitStrategy};
-use shmbus_testkit::{args, finish, spawn, wait_for};
+use shmbus_testkit::{args, checked_message as msg, finish, parse_checked as parse, signal, spawn, stopped, wait_for};
 
 const UNBLOCK: Duration = Duration::from_millis(100);
 const LONG: Duration = Duration::from_secs(20);
@@ -20,33 +20,6 @@ fn cfg(dir: &Path, overflow: Overflow, capacity: u64) -> BusConfig {
 
 fn env_dir() -> PathBuf {
     PathBuf::from(std::env::var_os("SHMBUS_DIR").unwrap())
-}
-
-/// A self-checking message: publisher id, counter, then derived bytes.
-fn msg(publisher: u64, n: u64, len: usize) -> Vec<u8> {
-    let mut m: Vec<u8> = (0..len.max(16)).map(|i| (publisher * 7 + n * 13 + i as u64) as u8).collect();
-    m[..8].copy_from_slice(&publisher.to_le_bytes());
-    m[8..16].copy_from_slice(&n.to_le_bytes());
-    m
-}
-
-fn parse(m: &[u8]) -> (u64, u64) {
-    assert!(m.len() >= 16, "short message");
-    let p = u64::from_le_bytes(m[..8].try_into().unwrap());
-    let n = u64::from_le_bytes(m[8..16].try_into().unwrap());
-    assert_eq!(m, &msg(p, n, m.len())[..], "torn or corrupt message {p}/{n}");
-    (p, n)
-}
-
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
-        .unwrap_or(false)
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a child process id we spawned.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
 /// A small deterministic generator (no dependency on a random crate).

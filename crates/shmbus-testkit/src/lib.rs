@@ -87,3 +87,35 @@ pub fn voluntary_switches(pid: u32) -> u64 {
     }
     total
 }
+
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
+pub fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// Sends signal `sig` to child process `pid` (which must exist).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child process id the caller spawned.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// A self-checking message: publisher id, counter, then bytes derived from
+/// both (at least 16 bytes).
+pub fn checked_message(publisher: u64, n: u64, len: usize) -> Vec<u8> {
+    let mut m: Vec<u8> = (0..len.max(16)).map(|i| (publisher * 7 + n * 13 + i as u64) as u8).collect();
+    m[..8].copy_from_slice(&publisher.to_le_bytes());
+    m[8..16].copy_from_slice(&n.to_le_bytes());
+    m
+}
+
+/// The (publisher, counter) of a [`checked_message`], panicking if any byte
+/// is not what it should be (a torn or corrupt message).
+pub fn parse_checked(m: &[u8]) -> (u64, u64) {
+    assert!(m.len() >= 16, "short message");
+    let p = u64::from_le_bytes(m[..8].try_into().unwrap());
+    let n = u64::from_le_bytes(m[8..16].try_into().unwrap());
+    assert_eq!(m, &checked_message(p, n, m.len())[..], "torn or corrupt message {p}/{n}");
+    (p, n)
+}

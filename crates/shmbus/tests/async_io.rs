@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use shmbus::{inspect, BusConfig, Overflow, PeerKind, Publisher, RecvError, SendError, StartAt, Subscriber};
-use shmbus_testkit::{args, finish, role, spawn, wait_for};
+use shmbus_testkit::{args, finish, role, signal, spawn, stopped, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -190,18 +190,6 @@ fn numbered(n: u64) -> Vec<u8> {
 
 fn counter(m: &[u8]) -> u64 {
     u64::from_le_bytes(m[..8].try_into().unwrap())
-}
-
-/// Whether process `pid` is stopped (state T in /proc/PID/stat).
-fn stopped(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
-        .unwrap_or(false)
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a child process id we spawned.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
 /// Kills a child that a failing test leaves stopped (SIGKILL also ends a
