@@ -410,15 +410,7 @@ impl Consumer {
         for _ in 0..64 {
             match self.read_frame(buf)? {
                 Frame::NotReady => {
-                    let region = &self.bus.region;
-                    if region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 {
-                        return Err(region.removed());
-                    }
-                    if !self.overwrite {
-                        // Dry: a publisher parked for space must not wait for
-                        // our next checkpoint (see `advance`).
-                        self.wake_parked_publishers();
-                    }
+                    self.ran_dry(true)?;
                     return Ok(Poll::Empty);
                 }
                 Frame::Skipped | Frame::Resynced => continue,
@@ -484,19 +476,24 @@ impl Consumer {
         let guard = DrainEnd { c: self, start };
         let drained = guard.c.drain_frames(max, scratch, &mut f, &mut out);
         drop(guard);
-        let dry = drained?;
-        if dry {
-            let region = &self.bus.region;
-            if region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 && out.messages == 0 {
-                return Err(region.removed());
-            }
-            if !self.overwrite {
-                // As in `try_read`: a publisher parked for space must not wait
-                // for our next checkpoint.
-                self.wake_parked_publishers();
-            }
+        if drained? {
+            self.ran_dry(out.messages == 0)?;
         }
         Ok(out)
+    }
+
+    /// Nothing more to read now: with `report_removed`, a removed bus is an
+    /// error; in block mode, publishers parked for space are woken, so that
+    /// they need not wait for our next checkpoint (see `publish_progress`).
+    fn ran_dry(&mut self, report_removed: bool) -> Result<()> {
+        let region = &self.bus.region;
+        if report_removed && region.mem.u32(OFF_REMOVED).load(Ordering::Relaxed) != 0 {
+            return Err(region.removed());
+        }
+        if !self.overwrite {
+            self.wake_parked_publishers();
+        }
+        Ok(())
     }
 
     /// The loop of `try_drain`; returns whether it stopped for want of a

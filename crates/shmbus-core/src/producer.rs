@@ -297,14 +297,44 @@ impl Producer {
             return self.send(first.as_ref(), deadline).map(|_| 1);
         }
         let claim = self.claim_span(total as usize - FRAME_HEADER, n as u32, deadline)?;
+        self.copy_batch(claim.frame_start, &msgs[..n]);
+        self.commit(claim, false).map(|_| n)
+    }
+
+    /// Copies the payloads of a batch into its frames, from `frame_start`.
+    #[inline]
+    fn copy_batch<M: AsRef<[u8]>>(&self, frame_start: u64, msgs: &[M]) {
         let region = &self.bus.region;
-        let mut pos = claim.frame_start;
-        for m in &msgs[..n] {
+        let mut pos = frame_start;
+        for m in msgs {
             let bytes = m.as_ref();
             region.mem.copy_in(region.data_off(pos) + FRAME_HEADER, bytes);
             pos = pos.wrapping_add(region.geo.frame_len(bytes.len()));
         }
-        self.commit(claim, false).map(|_| n)
+    }
+
+    /// Writes the headers of frames `1..end` of the batch claimed at
+    /// `frame_start` (lengths in `batch_lens`, first sequence number `seq`)
+    /// with plain stores, as its commit does before the first frame's
+    /// compare-and-swap publishes them. Returns the payload bytes of frames
+    /// `0..end`.
+    #[inline]
+    fn write_later_headers(&self, frame_start: u64, seq: u64, end: usize) -> u64 {
+        let region = &self.bus.region;
+        let meta = u64::from(self.bus.slot << 16) << 32;
+        let len0 = self.batch_lens.first().copied().unwrap_or(0);
+        let mut pos = frame_start.wrapping_add(region.geo.frame_len(len0 as usize));
+        let mut bytes = u64::from(len0);
+        let later = self.batch_lens.get(1..end.min(self.batch_lens.len())).unwrap_or(&[]);
+        for (i, &len) in later.iter().enumerate().map(|(i, l)| (i + 1, l)) {
+            let f = region.frame(pos);
+            f.seq().store(seq.wrapping_add(i as u64), Ordering::Relaxed);
+            f.u64(FRAME_LEN).store(u64::from(len) | meta, Ordering::Relaxed);
+            f.stamp().store(pos, Ordering::Relaxed);
+            bytes += u64::from(len);
+            pos = pos.wrapping_add(region.geo.frame_len(len as usize));
+        }
+        bytes
     }
 
     /// Test support for crashes in the middle of a batch commit: claims
@@ -321,19 +351,8 @@ impl Producer {
             return Err(ClaimError::TooLarge { len: total as usize, max: self.max_message() });
         }
         let claim = self.claim_span(total as usize - FRAME_HEADER, msgs.len() as u32, None)?;
-        let region = &self.bus.region;
-        let slot = self.bus.slot;
-        let mut pos = claim.frame_start;
-        for (i, m) in msgs.iter().enumerate() {
-            region.mem.copy_in(region.data_off(pos) + FRAME_HEADER, m);
-            if i >= 1 && i <= k {
-                let f = region.frame(pos);
-                f.seq().store(claim.seq + i as u64, Ordering::Relaxed);
-                f.u64(FRAME_LEN).store(m.len() as u64 | (u64::from(slot << 16) << 32), Ordering::Relaxed);
-                f.stamp().store(pos, Ordering::Relaxed);
-            }
-            pos = pos.wrapping_add(geo.frame_len(m.len()));
-        }
+        self.copy_batch(claim.frame_start, msgs);
+        self.write_later_headers(claim.frame_start, claim.seq, k + 1);
         Ok(claim)
     }
 
@@ -680,17 +699,7 @@ impl Producer {
             // abandons the claim does so at the first frame, over the whole
             // batch, and whatever we wrote after it lies inside that padding.
             let len0 = self.batch_lens.first().copied().unwrap_or(0);
-            let meta = u64::from(slot << 16) << 32;
-            let mut pos = p.frame_start.wrapping_add(region.geo.frame_len(len0 as usize));
-            let mut bytes = u64::from(len0);
-            for (i, &len) in self.batch_lens.iter().enumerate().skip(1) {
-                let f = region.frame(pos);
-                f.seq().store(info.seq.wrapping_add(i as u64), Ordering::Relaxed);
-                f.u64(FRAME_LEN).store(u64::from(len) | meta, Ordering::Relaxed);
-                f.stamp().store(pos, Ordering::Relaxed);
-                bytes += u64::from(len);
-                pos = pos.wrapping_add(region.geo.frame_len(len as usize));
-            }
+            let bytes = self.write_later_headers(p.frame_start, info.seq, self.batch_lens.len());
             let new = u128::from(p.frame_start) | (u128::from(len0) << 64) | (u128::from(slot << 16) << 96);
             // SYNC POINT with the Acquire load of the stamp in `Consumer::read_frame`:
             // a reader that sees the first frame committed sees every frame of the batch.
